@@ -1,0 +1,64 @@
+"""The FastAPI app factory: the only place the HTTP API, Slack, Teams and the worker are wired."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from bot import api
+from bot.services import Services
+
+log = logging.getLogger("slabot")
+
+
+def create_app(services: Services, *, run_worker: bool = False, run_scheduler: bool = False) -> FastAPI:
+    """`run_worker`: deliver the outbox in this process; `run_scheduler`: also run the periodic tick
+    (nudges, digests). Tests drive both by hand instead."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        tasks: list[asyncio.Task[None]] = []
+        scheduler = None
+        if run_worker:
+            worker = services.make_worker()
+            tasks.append(asyncio.create_task(worker.run_forever()))
+        if run_scheduler:
+            from bot.scheduler import start_scheduler
+
+            scheduler = start_scheduler(services)
+        for hook in app.state.startup_hooks:
+            await hook()
+        try:
+            yield
+        finally:
+            if scheduler is not None:
+                scheduler.shutdown(wait=False)
+            for task in tasks:
+                task.cancel()
+            for hook in app.state.shutdown_hooks:
+                await hook()
+
+    app = FastAPI(title="slabot", version="0.1.0", lifespan=lifespan)
+    app.state.services = services
+    app.state.startup_hooks = []
+    app.state.shutdown_hooks = []
+    services.telemetry.install(app)
+    api.install(app)
+    settings = services.settings
+    if settings.console:
+        from bot.console import ConsoleTransport
+
+        services.transports["console"] = ConsoleTransport(services.ctx)
+    if settings.slack_enabled:
+        from bot.slack.app import install as install_slack
+
+        services.transports["slack"] = install_slack(app, services)
+    if settings.teams_enabled:
+        from bot.teams.app import install as install_teams
+
+        services.transports["teams"] = install_teams(app, services)
+    return app

@@ -1,0 +1,94 @@
+"""Domain objects -> neutral cards: which facts a card shows and which buttons the state allows."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from bot.cards import Button, Card, Fact, Mention, Option
+from commands.context import Context
+from sla.lifecycle import Action, State, allowed_actions
+from storage.tables import Lead
+
+_LABELS = {
+    Action.CLAIM: ("Claim", "primary"), Action.LOG_CALL: ("Log call", None),
+    Action.LOG_EMAIL: ("Log email", None), Action.CONNECTED: ("Connected", None),
+    Action.QUALIFY: ("Opportunity", "primary"), Action.DISQUALIFY: ("Disqualify", "danger"),
+    Action.RECYCLE: ("Back to nurture", None), Action.REASSIGN: ("Reassign", None),
+}
+
+_STATUS = {
+    State.ROUTED: "New: waiting to be claimed", State.CLAIMED: "Claimed", State.WORKING: "Working",
+    State.CONNECTED: "Connected", State.QUALIFIED: "Opportunity", State.DISQUALIFIED: "Disqualified",
+    State.RECYCLED: "Back in nurture", State.WON: "Won", State.LOST: "Lost", State.NURTURE: "Nurture",
+}
+
+
+def local_time(ctx: Context, at: datetime | None) -> str:
+    if at is None:
+        return "n/a"
+    local = ctx.calendar.local(at)
+    return f"{local:%a %b} {local.day}, {local:%H:%M} {local.tzname()}"
+
+
+def money(amount: float | None) -> str:
+    return "n/a" if amount is None else f"{amount:,.0f}"
+
+
+def owner_mention(ctx: Context, lead: Lead) -> Mention | None:
+    rep = ctx.agreement.rep(lead.owner or "")
+    return Mention(name=rep.name, slack=rep.slack, teams=rep.teams) if rep else None
+
+
+def lead_card(ctx: Context, lead: Lead) -> Card:
+    assert lead.id is not None
+    state = State(lead.state)
+    tier = ctx.clocks.tier(lead.tier) if lead.tier else None
+    subtitle = " · ".join(p for p in (lead.title, lead.company) if p) or "no title or company given"
+    payload = lead.payload or {}
+    bant = payload.get("bant") or {}
+    bant_text = ", ".join(f"{k}: {v}" for k, v in bant.items() if v not in (None, False, "")) or "none known"
+    attempts = f"{lead.attempts} of {tier.attempts.count} within {tier.attempts.within}" if tier else str(
+        lead.attempts)
+    facts = [
+        Fact("Company size", f"{lead.employees:,} employees" if lead.employees is not None else "unknown"),
+        Fact("Source / offer", f"{lead.source or 'unknown'} / {lead.offer or 'unknown'}"),
+        Fact("Score", f"{lead.score} ({'; '.join(lead.score_reasons) or 'no scoring rule matched'})"),
+        Fact("Tier", f"{lead.tier} (first touch within {tier.first_touch_within})" if tier else "n/a"),
+        Fact("Value", money(lead.value)),
+        Fact("BANT", bant_text),
+        Fact("First touch due", local_time(ctx, lead.first_touch_due)),
+        Fact("Attempts", attempts),
+    ]
+    if lead.first_touch_at:
+        met = "within SLA" if lead.first_touch_met else "SLA missed"
+        facts.append(Fact("First touch", f"{local_time(ctx, lead.first_touch_at)} ({met})"))
+    if lead.disqualify_reason:
+        facts.append(Fact("Reason", lead.disqualify_reason))
+    if lead.opportunity_amount is not None:
+        facts.append(Fact("Opportunity", money(lead.opportunity_amount)))
+    owner = owner_mention(ctx, lead)
+    buttons = tuple(_button(ctx, lead, action) for action in allowed_actions(state))
+    status = _STATUS.get(state, state.value)
+    owner_text = owner.name if owner else "unassigned (any rep of the team may claim)"
+    return Card(
+        title=lead.name, subtitle=subtitle, status=status, facts=tuple(facts),
+        reasons=tuple(lead.reasons), buttons=buttons, owner=owner,
+        link=("Open in CRM", lead.crm_url) if lead.crm_url else None,
+        fallback=f"Lead {lead.name} ({subtitle}): {status}, owner {owner_text}, first touch due "
+                 f"{local_time(ctx, lead.first_touch_due)}",
+        lead_id=lead.id, version=lead.version,
+    )
+
+
+def _button(ctx: Context, lead: Lead, action: Action) -> Button:
+    assert lead.id is not None
+    label, style = _LABELS[action]
+    options: tuple[Option, ...] = ()
+    if action is Action.DISQUALIFY:
+        options = tuple(Option(r.replace("_", " "), r) for r in ctx.agreement.sales.disqualify_reasons)
+    if action is Action.REASSIGN:
+        team = ctx.agreement.team(lead.team or "")
+        options = tuple(Option(r.name, r.key) for r in (team.reps if team else []) if r.key != lead.owner)
+    return Button(action=action, label=label, lead_id=lead.id, version=lead.version,
+                  style=style, options=options,  # type: ignore[arg-type]
+                  asks_amount=action is Action.QUALIFY)

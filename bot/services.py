@@ -1,0 +1,56 @@
+"""The running service's parts, built once from settings and shared by routes, workers and the CLI."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from fastapi import Request
+
+from bot.delivery import OutboxWorker, Transport
+from bot.settings import Settings
+from bot.telemetry import Telemetry
+from commands.context import Context
+from sla.agreement import Agreement, load_agreement
+from sla.clock import Clock, SystemClock
+from storage.db import Database
+
+
+@dataclass
+class Services:
+    settings: Settings
+    ctx: Context
+    telemetry: Telemetry = field(default_factory=Telemetry)
+    transports: dict[str, Transport] = field(default_factory=dict)
+    worker: OutboxWorker | None = None
+
+    def wake_worker(self) -> None:
+        if self.worker is not None:
+            self.worker.wake()
+
+    def make_worker(self, worker_id: str | None = None) -> OutboxWorker:
+        self.worker = OutboxWorker(self.ctx, self.transports, worker_id=worker_id)
+        return self.worker
+
+    def status(self, *, scope: str = "all", as_of: datetime | None = None) -> dict[str, Any]:
+        from storage.metrics import status
+
+        with self.ctx.db.read() as session:
+            return status(session, agreement=self.ctx.agreement, calendar=self.ctx.calendar,
+                          as_of=as_of or self.ctx.now(), scope=scope)
+
+    def public_url(self, request: Request) -> str:
+        """The URL as the caller addressed it (signature checks cover it)."""
+        if self.settings.slabot_public_url:
+            query = f"?{request.url.query}" if request.url.query else ""
+            return self.settings.slabot_public_url.rstrip("/") + request.url.path + query
+        return str(request.url)
+
+
+def build_services(settings: Settings, *, clock: Clock | None = None, agreement: Agreement | None = None,
+                   db: Database | None = None) -> Services:
+    agreement = agreement or load_agreement(settings.slabot_agreement)
+    db = db or Database(settings.database_url)
+    ctx = Context(db=db, agreement=agreement, clock=clock or SystemClock(), platforms=settings.platforms())
+    return Services(settings=settings, ctx=ctx)

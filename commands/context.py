@@ -1,0 +1,125 @@
+"""What every command needs: the agreement, its calendar and clocks, the database, the time, and
+who a chat user is in the agreement."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlmodel import Session, col, select
+
+from sla.agreement import Agreement, Person, Team
+from sla.calendar import BusinessCalendar
+from sla.clock import Clock
+from sla.clocks import Clocks
+from sla.lifecycle import Role
+from storage.db import Database
+from storage.tables import ChannelBinding, Lead, PlatformUser
+
+
+@dataclass
+class Context:
+    db: Database
+    agreement: Agreement
+    clock: Clock
+    #: Chat platforms cards and messages are delivered to: "slack", "teams", "console".
+    platforms: tuple[str, ...] = ()
+    calendar: BusinessCalendar = field(init=False)
+    clocks: Clocks = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.calendar = self.agreement.calendar()
+        self.clocks = Clocks(self.agreement, self.calendar)
+
+    def now(self) -> datetime:
+        return self.clock.now()
+
+
+@dataclass(frozen=True)
+class Actor:
+    """A chat user as the agreement knows them. Unknown users get an Actor with nothing set."""
+
+    platform: str
+    user_id: str
+    name: str | None = None
+    rep: str | None = None
+    manages: frozenset[str] = frozenset()
+    vp: str | None = None
+
+    @property
+    def label(self) -> str:
+        """How the audit log names them."""
+        who = self.rep or (f"manager:{min(self.manages)}" if self.manages else None) or self.vp
+        return who or f"{self.platform}:{self.user_id}"
+
+    def role_for(self, agreement: Agreement, lead: Lead) -> Role:
+        if self.rep is not None and self.rep == lead.owner:
+            return Role.OWNER
+        if lead.team is not None and lead.team in self.manages:
+            return Role.MANAGER
+        team = agreement.team(lead.team or "")
+        if team is not None and self.rep in {r.key for r in team.reps}:
+            return Role.TEAM_REP
+        return Role.OTHER
+
+
+def person_id(person: Person, platform: str) -> str | None:
+    if platform == "slack":
+        return person.slack
+    if platform == "teams":
+        return person.teams
+    return person.name
+
+
+def _same(person: Person, platform: str, user_id: str, email: str | None) -> bool:
+    pid = person_id(person, platform)
+    if pid is not None and pid == user_id:
+        return True
+    return bool(email and person.email and person.email.lower() == email.lower())
+
+
+def identify(agreement: Agreement, *, platform: str, user_id: str, email: str | None = None) -> Actor:
+    """Match a chat user to the agreement by platform id, falling back to e-mail."""
+    rep = next((r for r in agreement.all_reps() if _same(r, platform, user_id, email)), None)
+    manages = {t.key for t in agreement.teams if t.manager and _same(t.manager, platform, user_id, email)}
+    vp = None
+    for role in ("sales_vp", "marketing_vp"):
+        person = getattr(agreement.people, role)
+        if person is not None and _same(person, platform, user_id, email):
+            vp = role
+            break
+    if vp == "sales_vp":
+        manages |= {t.key for t in agreement.teams}   # the sales VP may act as any team's manager
+    name = rep.name if rep else None
+    if name is None and vp:
+        name = getattr(agreement.people, vp).name
+    if name is None and manages:
+        manager = next(t.manager for t in agreement.teams if t.key in manages and t.manager)
+        name = manager.name
+    return Actor(platform=platform, user_id=user_id, name=name, rep=rep.key if rep else None,
+                 manages=frozenset(manages), vp=vp)
+
+
+def known_email(session: Session, *, platform: str, user_id: str) -> str | None:
+    """The e-mail a platform's member lookup reported for this user, if we stored one."""
+    return session.execute(
+        select(PlatformUser.email).where(col(PlatformUser.platform) == platform,
+                                         col(PlatformUser.user_id) == user_id)
+    ).scalars().first()
+
+
+def team_channel(session: Session, agreement: Agreement, *, team: Team, platform: str) -> str | None:
+    """Where a team's cards go: a channel bound with `/sla link`, else the agreement's channel."""
+    bound = session.execute(
+        select(ChannelBinding.channel).where(col(ChannelBinding.team) == team.key,
+                                             col(ChannelBinding.platform) == platform)
+    ).scalars().first()
+    if bound:
+        return bound
+    if platform == "console":
+        return f"#{team.key}"
+    return person_id_channel(team, platform)
+
+
+def person_id_channel(team: Team, platform: str) -> str | None:
+    return team.channel.slack if platform == "slack" else team.channel.teams if platform == "teams" else None

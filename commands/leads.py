@@ -1,0 +1,435 @@
+"""Everything that changes a lead: handoff, routing, button actions, reassignment, CRM outcomes.
+
+Each change is one short write transaction that updates the lead with a compare-and-set on its
+version, appends to the event log and queues the card update in the outbox.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from commands.context import Actor, Context, person_id, team_channel
+from sla.agreement import Team
+from sla.clocks import LeadClock
+from sla.lead import LeadIn
+from sla.lifecycle import ATTEMPTS, OPEN, Action, Refused, Role, State, next_state
+from sla.qualification import qualify, route_team
+from sla.routing import RepLoad, choose_rep
+from storage.outbox import enqueue
+from storage.tables import Lead, LeadEvent, RepStatus, RoutingCursor
+
+
+@dataclass(frozen=True)
+class IntakeResult:
+    lead: Lead
+    duplicate: bool
+
+    def body(self) -> dict[str, Any]:
+        body = lead_summary(self.lead)
+        if self.duplicate:
+            body["duplicate"] = True
+        return body
+
+
+def lead_summary(lead: Lead) -> dict[str, Any]:
+    return {
+        "id": lead.id, "status": lead.state, "workable": lead.workable, "score": lead.score,
+        "tier": lead.tier, "value": lead.value, "team": lead.team, "rep": lead.owner,
+        "first_touch_due": _iso(lead.first_touch_due),
+    }
+
+
+def _iso(at: datetime | None) -> str | None:
+    return at.isoformat().replace("+00:00", "Z") if at else None
+
+
+def add_event(session: Session, lead: Lead, *, at: datetime, actor: str, type: str, **data: Any) -> None:
+    assert lead.id is not None
+    session.add(LeadEvent(lead_id=lead.id, at=at, actor=actor, type=type, data=data))
+
+
+def queue_card(session: Session, ctx: Context, lead: Lead, now: datetime) -> None:
+    """Queue a render of the lead's card on every platform its team has a channel on."""
+    team = ctx.agreement.team(lead.team or "")
+    if team is None or not lead.workable:
+        return
+    for platform in ctx.platforms:
+        channel = team_channel(session, ctx.agreement, team=team, platform=platform)
+        if channel:
+            enqueue(session, dedupe_key=f"card:{lead.id}:{platform}:v{lead.version}", kind="card",
+                    platform=platform, target=channel, lead_id=lead.id, now=now,
+                    payload={"version": lead.version})
+
+
+def notify_person(session: Session, ctx: Context, *, person_key: str, dedupe: str, now: datetime,
+                  text: str, lead_id: int | None = None) -> None:
+    """Queue a direct message to a person of the agreement on every platform they are on."""
+    person = resolve_person(ctx, person_key)
+    if person is None:
+        return
+    for platform in ctx.platforms:
+        target = person_id(person, platform) if platform != "teams" else (person.teams or person.email)
+        if target:
+            enqueue(session, dedupe_key=f"{dedupe}:{platform}", kind="dm", platform=platform,
+                    target=target, lead_id=lead_id, now=now, payload={"text": text})
+
+
+def resolve_person(ctx: Context, key: str) -> Any:
+    """`rep:ana`, `manager:smb`, `marketing_vp`, `sales_vp` -> the agreement's Person."""
+    kind, _, rest = key.partition(":")
+    if kind == "rep":
+        return ctx.agreement.rep(rest)
+    if kind == "manager":
+        team = ctx.agreement.team(rest)
+        return team.manager if team else None
+    return getattr(ctx.agreement.people, key, None)
+
+
+# --- intake --------------------------------------------------------------------------------
+
+
+def _find_duplicate(session: Session, lead_in: LeadIn, key: str | None) -> Lead | None:
+    conditions = []
+    if lead_in.external_id:
+        conditions.append(col(Lead.external_id) == lead_in.external_id)
+    if key:
+        conditions.append(col(Lead.idempotency_key) == key)
+    if not conditions:
+        return None
+    return session.execute(select(Lead).where(sa.or_(*conditions))).scalars().first()
+
+
+def handoff(ctx: Context, lead_in: LeadIn, *, idempotency_key: str | None = None,
+            actor: str = "api") -> IntakeResult:
+    """Validate-qualify-route-store one handoff; a repeat of an earlier one returns that lead."""
+    now = ctx.now()
+    try:
+        with ctx.db.write() as session:
+            existing = _find_duplicate(session, lead_in, idempotency_key)
+            if existing is not None:
+                return IntakeResult(existing, duplicate=True)
+            lead = _new_lead(session, ctx, lead_in, idempotency_key, now, actor)
+            return IntakeResult(lead, duplicate=False)
+    except IntegrityError:
+        # Two requests with the same id raced; the other one won. Answer as for a repeat.
+        with ctx.db.read() as session:
+            existing = _find_duplicate(session, lead_in, idempotency_key)
+        if existing is None:
+            raise
+        return IntakeResult(existing, duplicate=True)
+
+
+def _new_lead(session: Session, ctx: Context, lead_in: LeadIn, idempotency_key: str | None,
+              now: datetime, actor: str) -> Lead:
+    decision = qualify(ctx.agreement, lead_in)
+    lead = Lead(
+        external_id=lead_in.external_id, idempotency_key=idempotency_key,
+        agreement_version=ctx.agreement.version, email=lead_in.email, name=lead_in.display_name,
+        title=lead_in.title, company=lead_in.company, employees=lead_in.employees,
+        source=lead_in.source, offer=lead_in.offer, crm_url=lead_in.crm_url,
+        payload=lead_in.model_dump(mode="json"), received_at=lead_in.received_at, handed_off_at=now,
+        workable=decision.workable, score=decision.score, score_reasons=decision.score_reasons,
+        reasons=decision.reasons, nurture_reason=decision.nurture_reason, persona=decision.persona,
+        value=decision.value, tier=decision.tier, state=State.RECEIVED,
+    )
+    session.add(lead)
+    session.flush()
+    add_event(session, lead, at=now, actor=actor, type="received", score=decision.score,
+              reasons=decision.reasons, agreement_version=ctx.agreement.version)
+    if not decision.workable:
+        lead.state = State.NURTURE
+        add_event(session, lead, at=now, actor="system", type="nurture", reason=decision.nurture_reason)
+        return lead
+    team = ctx.agreement.team(route_team(ctx.agreement, lead_in))
+    assert team is not None   # `slabot check` guarantees routing rules name real teams
+    lead.team = team.key
+    lead.routed_at = now
+    _assign(session, ctx, lead, team, now, exclude=frozenset(), actor="system")
+    lead.sla_due = lead.first_touch_due
+    queue_card(session, ctx, lead, now)
+    return lead
+
+
+def _rep_loads(session: Session, ctx: Context, team: Team, now: datetime) -> dict[str, RepLoad]:
+    keys = [r.key for r in team.reps]
+    week_start, _ = ctx.calendar.week_bounds(now)
+    open_counts = dict(session.execute(
+        select(Lead.owner, sa.func.count()).where(col(Lead.owner).in_(keys), col(Lead.is_open))
+        .group_by(col(Lead.owner))).all())
+    week_counts = dict(session.execute(
+        select(Lead.owner, sa.func.count()).where(col(Lead.owner).in_(keys),
+                                                  col(Lead.owner_since) >= week_start)
+        .group_by(col(Lead.owner))).all())
+    away = {s.rep for s in session.execute(select(RepStatus).where(col(RepStatus.rep).in_(keys)))
+            .scalars() if is_away(s, now)}
+    return {k: RepLoad(away=k in away, open_leads=int(open_counts.get(k, 0)),
+                       assigned_this_week=int(week_counts.get(k, 0))) for k in keys}
+
+
+def is_away(status: RepStatus, now: datetime) -> bool:
+    return status.away and (status.away_until is None or status.away_until > now)
+
+
+def _cursor(session: Session, team: str, now: datetime) -> RoutingCursor:
+    """The team's round-robin cursor, locked for this transaction (SQLite: BEGIN IMMEDIATE
+    already serializes writers; PostgreSQL: row lock)."""
+    query = select(RoutingCursor).where(col(RoutingCursor.team) == team)
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(sa.text(
+            "INSERT INTO routing_cursor (team, updated_at) VALUES (:t, :n) ON CONFLICT DO NOTHING"),
+            {"t": team, "n": now})
+        query = query.with_for_update()
+    cursor = session.execute(query).scalars().first()
+    if cursor is None:
+        cursor = RoutingCursor(team=team, updated_at=now)
+        session.add(cursor)
+    return cursor
+
+
+def _assign(session: Session, ctx: Context, lead: Lead, team: Team, now: datetime, *,
+            exclude: frozenset[str], actor: str, to_rep: str | None = None, why: str = "") -> None:
+    """Give the lead an owner with a fresh first-touch window, or leave it for the team to claim."""
+    if to_rep is not None:
+        rep_key: str | None = to_rep
+        reason = why or f"assigned by {actor}"
+    else:
+        cursor = _cursor(session, team.key, now)
+        choice = choose_rep(team=team, strategy=ctx.agreement.routing.strategy,
+                            loads=_rep_loads(session, ctx, team, now), last_rep=cursor.last_rep,
+                            skip_unavailable=ctx.agreement.routing.skip_unavailable, exclude=exclude)
+        rep_key, reason = choice.rep, (f"{why}; " if why else "") + choice.reason
+        if rep_key is not None:
+            cursor.last_rep = rep_key
+            cursor.updated_at = now
+    if lead.owner and lead.owner not in lead.previous_owners:
+        lead.previous_owners = [*lead.previous_owners, lead.owner]
+    lead.owner = rep_key
+    lead.owner_since = now
+    lead.owner_seq += 1
+    lead.routing_reason = reason[:500]
+    lead.state = State.ROUTED
+    lead.is_open = True
+    lead.claimed_at = None
+    lead.nudge_steps_done = 0
+    assert lead.tier is not None
+    lead.first_touch_due = ctx.clocks.first_touch_due(lead.tier, now)
+    lead.claim_due = ctx.clocks.claim_due(now)
+    refresh_next_check(ctx, lead)
+    add_event(session, lead, at=now, actor=actor, type="routed", team=team.key, rep=rep_key,
+              reason=reason, first_touch_due=_iso(lead.first_touch_due))
+    if rep_key is None and team.manager is not None:
+        notify_person(session, ctx, person_key=f"manager:{team.key}", now=now, lead_id=lead.id,
+                      dedupe=f"unrouted:{lead.id}:{lead.owner_seq}",
+                      text=f"No rep of {team.name} is available for {lead.name}: {reason}.")
+
+
+def lead_clock(lead: Lead) -> LeadClock:
+    assert lead.tier and lead.routed_at and lead.owner_since
+    return LeadClock(tier=lead.tier, routed_at=lead.routed_at, owner_since=lead.owner_since,
+                     claimed=lead.claimed_at is not None, touched=lead.attempts > 0,
+                     attempts=lead.attempts, nudge_steps_done=lead.nudge_steps_done,
+                     cadence_reminded=lead.cadence_reminded, cadence_warned=lead.cadence_warned)
+
+
+def refresh_next_check(ctx: Context, lead: Lead) -> None:
+    due = ctx.clocks.next_due(lead_clock(lead)) if lead.is_open and lead.tier else None
+    lead.next_check_at = due.at if due else None
+
+
+# --- actions -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Outcome:
+    lead: Lead | None
+    text: str
+    refused: bool = False
+
+
+def _save(session: Session, lead: Lead, seen_version: int) -> None:
+    """Compare-and-set: the change only lands if the lead is still at the version we read (a
+    double click, or two people at once); otherwise the whole transaction is rolled back.
+    PostgreSQL also holds the row lock from the read; SQLite's BEGIN IMMEDIATE serializes."""
+    changed = session.execute(
+        sa.update(Lead).where(col(Lead.id) == lead.id, col(Lead.version) == seen_version)
+        .values(version=seen_version + 1)
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if not changed:
+        raise Refused("Someone else just changed this lead; the card has been refreshed.")
+    lead.version = seen_version + 1
+    session.flush()
+
+
+def perform(ctx: Context, *, lead_id: int, action: Action, actor: Actor, version: int | None = None,
+            reason: str | None = None, amount: float | None = None, to_rep: str | None = None) -> Outcome:
+    """Run one person's action on a lead: authorize at click time, transition, record, queue."""
+    now = ctx.now()
+    try:
+        with ctx.db.write() as session:
+            lead = session.execute(
+                select(Lead).where(col(Lead.id) == lead_id).with_for_update()
+                if not ctx.db.is_sqlite else select(Lead).where(col(Lead.id) == lead_id)
+            ).scalars().first()
+            if lead is None:
+                raise Refused(f"Lead {lead_id} does not exist.")
+            role = actor.role_for(ctx.agreement, lead)
+            target = next_state(State(lead.state), action, role, unowned=lead.owner is None)
+            if version is not None and version != lead.version:
+                raise Refused("This card was out of date, so nothing was recorded. It shows the "
+                              "lead as it is now: click again if you still mean it.")
+            seen = lead.version
+            text = _apply(session, ctx, lead, action, target, actor, role, now, reason, amount, to_rep)
+            _save(session, lead, seen)
+            queue_card(session, ctx, lead, now)
+            return Outcome(lead, text)
+    except Refused as refused:
+        with ctx.db.read() as session:
+            current = session.get(Lead, lead_id)
+        return Outcome(current, refused.reason, refused=True)
+
+
+def _apply(session: Session, ctx: Context, lead: Lead, action: Action, target: State, actor: Actor,
+           role: Role, now: datetime, reason: str | None, amount: float | None,
+           to_rep: str | None) -> str:
+    who = actor.label
+    if action is Action.CLAIM:
+        if lead.owner is None and actor.rep:
+            lead.owner, lead.owner_since = actor.rep, now
+        lead.claimed_at = now
+        lead.state = target
+        add_event(session, lead, at=now, actor=who, type="claimed")
+        refresh_next_check(ctx, lead)
+        return f"Claimed {lead.name}."
+    if action in ATTEMPTS:
+        return _record_attempt(session, ctx, lead, action, target, who, now)
+    if action is Action.REASSIGN:
+        team = ctx.agreement.team(lead.team or "")
+        assert team is not None
+        if to_rep is not None and to_rep not in {r.key for r in team.reps}:
+            raise Refused(f"{to_rep} is not a rep of {team.name}.")
+        if to_rep is not None and to_rep == lead.owner:
+            raise Refused(f"{to_rep} already owns this lead.")
+        previous = lead.owner
+        exclude = frozenset([*lead.previous_owners, *([previous] if previous else [])])
+        _assign(session, ctx, lead, team, now, exclude=exclude, actor=who, to_rep=to_rep,
+                why=f"reassigned by {who}")
+        if lead.owner:
+            notify_person(session, ctx, person_key=f"rep:{lead.owner}", now=now, lead_id=lead.id,
+                          dedupe=f"assigned:{lead.id}:{lead.owner_seq}",
+                          text=f"{lead.name} ({lead.company or 'no company'}) is now yours: first "
+                               f"touch due {ctx.calendar.local(lead.first_touch_due or now):%a %H:%M}.")
+        return f"Reassigned {lead.name} from {previous or 'nobody'} to {lead.owner or 'the team'}."
+    return _close(session, ctx, lead, action, target, who, role, now, reason, amount)
+
+
+def _record_attempt(session: Session, ctx: Context, lead: Lead, action: Action, target: State,
+                    who: str, now: datetime) -> str:
+    lead.attempts += 1
+    if action is Action.LOG_EMAIL:
+        lead.emails += 1
+    else:
+        lead.calls += 1
+    if action is Action.CONNECTED:
+        lead.connects += 1
+    if lead.first_touch_at is None:
+        assert lead.routed_at is not None
+        lead.first_touch_at = now
+        lead.first_touch_met = lead.sla_due is None or now <= lead.sla_due
+        lead.speed_to_lead_min = ctx.calendar.elapsed(lead.routed_at, now).total_seconds() / 60
+    if lead.claimed_at is None:
+        lead.claimed_at = now
+    lead.last_attempt_at = now
+    if not (lead.state == State.CONNECTED and target == State.WORKING):
+        lead.state = target
+    refresh_next_check(ctx, lead)
+    add_event(session, lead, at=now, actor=who, type=action.value, attempt=lead.attempts)
+    words = {Action.LOG_CALL: "a call", Action.LOG_EMAIL: "an email", Action.CONNECTED: "a connect"}
+    assert lead.tier is not None
+    count = ctx.clocks.tier(lead.tier).attempts.count
+    return f"Logged {words[action]} on {lead.name}: attempt {lead.attempts} of {count}."
+
+
+def _close(session: Session, ctx: Context, lead: Lead, action: Action, target: State, who: str,
+           role: Role, now: datetime, reason: str | None, amount: float | None) -> str:
+    assert lead.tier is not None
+    if action is Action.DISQUALIFY:
+        allowed = ctx.agreement.sales.disqualify_reasons
+        if reason not in allowed:
+            raise Refused(f"Pick a reason: {', '.join(allowed)}.")
+        lead.disqualify_reason = reason
+    if action is Action.RECYCLE and not ctx.clocks.cadence_met(lead.tier, lead.attempts) \
+            and role is not Role.MANAGER:
+        count = ctx.clocks.tier(lead.tier).attempts.count
+        raise Refused(f"The agreement asks for {count} attempts before a lead goes back to nurture "
+                      f"as unresponsive; this one has {lead.attempts}. Ask your manager to recycle it.")
+    if action is Action.QUALIFY:
+        if amount is not None and amount < 0:
+            raise Refused("The amount cannot be negative.")
+        lead.opportunity_at = now
+        lead.opportunity_amount = amount
+    lead.state = target
+    lead.is_open = False
+    lead.closed_at = now
+    lead.next_check_at = None
+    add_event(session, lead, at=now, actor=who, type=action.value, reason=reason, amount=amount,
+              attempts=lead.attempts, cadence_met=ctx.clocks.cadence_met(lead.tier, lead.attempts))
+    words = {Action.QUALIFY: "an opportunity", Action.DISQUALIFY: f"disqualified ({reason})",
+             Action.RECYCLE: "back in nurture"}
+    return f"{lead.name} is now {words[action]}."
+
+
+# --- CRM outcomes --------------------------------------------------------------------------
+
+
+def record_outcome(ctx: Context, *, external_id: str, type: str, amount: float | None,
+                   at: datetime | None, crm_url: str | None) -> Lead | None:
+    """`opportunity_created`, `won`, `lost` from the CRM. Repeats are harmless (same state)."""
+    now = ctx.now()
+    action = {"opportunity_created": Action.OPPORTUNITY, "won": Action.WON, "lost": Action.LOST}[type]
+    with ctx.db.write() as session:
+        lead = session.execute(select(Lead).where(col(Lead.external_id) == external_id)).scalars().first()
+        if lead is None:
+            return None
+        when = at or now
+        already = {Action.OPPORTUNITY: lead.opportunity_at is not None and lead.state != State.LOST,
+                   Action.WON: lead.state == State.WON, Action.LOST: lead.state == State.LOST}[action]
+        if already:
+            return lead
+        target = next_state(State(lead.state), action, Role.SYSTEM)
+        seen = lead.version
+        if action is Action.OPPORTUNITY or lead.opportunity_at is None:
+            lead.opportunity_at = lead.opportunity_at or when
+            if action is Action.OPPORTUNITY and amount is not None:
+                lead.opportunity_amount = amount
+        if action is Action.WON:
+            lead.won_at, lead.bookings = when, amount if amount is not None else lead.opportunity_amount
+        if action is Action.LOST:
+            lead.lost_at = when
+        lead.state = target
+        lead.is_open = False
+        lead.closed_at = lead.closed_at or when
+        lead.next_check_at = None
+        add_event(session, lead, at=now, actor="crm", type=type, amount=amount, crm_url=crm_url,
+                  reported_at=_iso(when))
+        _save(session, lead, seen)
+        queue_card(session, ctx, lead, now)
+        return lead
+
+
+def set_away(ctx: Context, *, rep: str, away: bool, until: datetime | None = None) -> None:
+    now = ctx.now()
+    with ctx.db.write() as session:
+        status = session.get(RepStatus, rep) or RepStatus(rep=rep, updated_at=now)
+        status.away, status.away_until, status.updated_at = away, until if away else None, now
+        session.add(status)
+
+
+def open_states() -> list[str]:
+    return [s.value for s in OPEN]

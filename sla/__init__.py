@@ -1,0 +1,1 @@
+"""The SLA domain: pure, no I/O, no SDKs."""

@@ -1,0 +1,111 @@
+"""Engines and sessions for SQLite (default) and PostgreSQL, and schema migrations with Alembic."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import event
+from sqlmodel import Session
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def normalize_url(url: str) -> str:
+    """Accept the URLs people paste (`postgres://`, `postgresql://`) and use psycopg 3 for them."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
+class Database:
+    """One database: a write engine and, on SQLite, a separate read engine.
+
+    SQLite has one writer at a time. Write transactions begin IMMEDIATE so they queue on
+    `busy_timeout` instead of failing with "database is locked" when a read turns into a write;
+    reads use plain deferred transactions so a slow report never holds the write lock.
+    """
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = normalize_url(url)
+        self.is_sqlite = self.url.startswith("sqlite")
+        if self.is_sqlite:
+            self.engine = self._sqlite_engine(immediate=True, echo=echo)
+            self.read_engine = self._sqlite_engine(immediate=False, echo=echo)
+        else:
+            self.engine = sa.create_engine(self.url, echo=echo, pool_pre_ping=True,
+                                           pool_size=10, max_overflow=20)
+            self.read_engine = self.engine
+
+    def _sqlite_engine(self, *, immediate: bool, echo: bool) -> sa.Engine:
+        memory = self.url in ("sqlite://", "sqlite:///:memory:")
+        kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": 30}}
+        if memory:
+            # One shared connection, or every session would see its own empty database.
+            kwargs["poolclass"] = sa.StaticPool
+        engine = sa.create_engine(self.url, echo=echo, **kwargs)
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None      # we issue BEGIN ourselves (pysqlite recipe)
+            cursor = dbapi_conn.cursor()
+            if not memory:
+                cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: sa.Connection) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate and not memory else "BEGIN")
+
+        return engine
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """A short write transaction: commits on success, rolls back on any error."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            with session.begin():
+                yield session
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        with Session(self.read_engine, expire_on_commit=False) as session:
+            with session.begin():
+                yield session
+
+    # --- migrations ------------------------------------------------------------------------
+
+    def alembic_config(self) -> Config:
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        config.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
+        return config
+
+    def upgrade(self) -> None:
+        with self.engine.connect() as connection:
+            config = self.alembic_config()
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+            connection.commit()
+
+    def is_current(self) -> bool:
+        """Readiness: the database answers and its schema is at the newest migration."""
+        head = ScriptDirectory.from_config(self.alembic_config()).get_current_head()
+        with self.read_engine.connect() as connection:
+            current = MigrationContext.configure(connection).get_current_revision()
+        return current == head
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+        if self.read_engine is not self.engine:
+            self.read_engine.dispose()

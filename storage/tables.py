@@ -1,0 +1,249 @@
+"""The database schema: SQLModel tables. Alembic migrations in storage/migrations mirror it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC in, timezone-aware UTC out, on SQLite (which has no zones) and PostgreSQL."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime stored: every instant must be timezone-aware")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _at(nullable: bool = True, index: bool = False) -> Any:
+    return Field(default=None, sa_type=UTCDateTime(), nullable=nullable, index=index)
+
+
+def _json(default: Any = None) -> Any:
+    factory = (lambda: default.copy()) if isinstance(default, dict | list) else (lambda: default)
+    return Field(default_factory=factory, sa_type=sa.JSON(), nullable=default is None)
+
+
+class Lead(SQLModel, table=True):
+    """The current state of one lead; its history is in LeadEvent."""
+
+    __tablename__ = "lead"
+    __table_args__ = (
+        sa.Index("ix_lead_open_next_check", "is_open", "next_check_at"),
+        sa.Index("ix_lead_team_handed_off", "team", "handed_off_at"),
+        sa.Index("ix_lead_owner_open", "owner", "is_open"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    external_id: str | None = Field(default=None, unique=True, max_length=200)
+    idempotency_key: str | None = Field(default=None, unique=True, max_length=255)
+    agreement_version: str = Field(max_length=32)
+
+    # What Marketing sent (the whole body is kept in `payload`).
+    email: str | None = Field(default=None, max_length=200)
+    name: str = Field(max_length=400)
+    title: str | None = Field(default=None, max_length=200)
+    company: str | None = Field(default=None, max_length=200)
+    employees: int | None = None
+    source: str | None = Field(default=None, max_length=200)
+    offer: str | None = Field(default=None, max_length=200)
+    crm_url: str | None = Field(default=None, max_length=500)
+    payload: dict[str, Any] = _json({})
+    received_at: datetime | None = _at()
+    handed_off_at: datetime = _at(nullable=False, index=True)
+
+    # What the agreement made of it.
+    workable: bool
+    score: int
+    score_reasons: list[str] = _json([])
+    reasons: list[str] = _json([])
+    nurture_reason: str | None = Field(default=None, max_length=64)
+    persona: str | None = Field(default=None, max_length=64)
+    value: float = 0.0
+    tier: str | None = Field(default=None, max_length=64)
+
+    # Where it went and how it is being worked.
+    state: str = Field(max_length=20, index=True)
+    is_open: bool = False
+    version: int = 1
+    team: str | None = Field(default=None, max_length=64)
+    owner: str | None = Field(default=None, max_length=64)
+    previous_owners: list[str] = _json([])
+    routing_reason: str | None = Field(default=None, max_length=500)
+    routed_at: datetime | None = _at(index=True)
+    owner_since: datetime | None = _at()
+    claim_due: datetime | None = _at()
+    #: The current owner's first-touch deadline (a reassignment gives a fresh window) ...
+    first_touch_due: datetime | None = _at()
+    #: ... while the numbers judge the lead against its original deadline.
+    sla_due: datetime | None = _at()
+    claimed_at: datetime | None = _at()
+    first_touch_at: datetime | None = _at()
+    first_touch_met: bool | None = None
+    #: Business minutes from routing to first touch (speed to lead), frozen at the first touch.
+    speed_to_lead_min: float | None = None
+    card_posted_at: datetime | None = _at()
+    system_delay_s: float | None = None
+    attempts: int = 0
+    calls: int = 0
+    emails: int = 0
+    connects: int = 0
+    last_attempt_at: datetime | None = _at()
+    #: The next instant the engine must look at this lead (nudge, claim timeout, cadence).
+    next_check_at: datetime | None = _at()
+    #: Ladder steps already fired for the current owner (indexes into the agreement's nudges).
+    nudge_steps_done: int = 0
+    cadence_reminded: int = 0
+    cadence_warned: bool = False
+    owner_seq: int = 0
+    closed_at: datetime | None = _at()
+    disqualify_reason: str | None = Field(default=None, max_length=64)
+    opportunity_at: datetime | None = _at()
+    opportunity_amount: float | None = None
+    won_at: datetime | None = _at()
+    bookings: float | None = None
+    lost_at: datetime | None = _at()
+
+
+class LeadEvent(SQLModel, table=True):
+    """Append-only audit log: who did what to which lead, when and why."""
+
+    __tablename__ = "lead_event"
+    id: int | None = Field(default=None, primary_key=True)
+    lead_id: int = Field(foreign_key="lead.id", index=True)
+    at: datetime = _at(nullable=False)
+    actor: str = Field(max_length=100)
+    type: str = Field(max_length=40)
+    data: dict[str, Any] = _json({})
+
+
+class RepStatus(SQLModel, table=True):
+    """A rep's availability (`/sla away`, `/sla back`)."""
+
+    __tablename__ = "rep_status"
+    rep: str = Field(primary_key=True, max_length=64)
+    away: bool = False
+    away_until: datetime | None = _at()
+    updated_at: datetime = _at(nullable=False)
+
+
+class RoutingCursor(SQLModel, table=True):
+    """Round-robin position per team, so a restart does not send the next lead to the first rep."""
+
+    __tablename__ = "routing_cursor"
+    team: str = Field(primary_key=True, max_length=64)
+    last_rep: str | None = Field(default=None, max_length=64)
+    updated_at: datetime = _at(nullable=False)
+
+
+class OutboxMessage(SQLModel, table=True):
+    """A side effect to deliver to chat, written in the same transaction as what caused it."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (sa.Index("ix_outbox_pending", "status", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    #: Unique per effect (e.g. `card:42`, `nudge:42:1:0:ab12`): the same effect is never queued twice.
+    dedupe_key: str = Field(unique=True, max_length=255)
+    kind: str = Field(max_length=20)            # card | dm | channel | digest
+    platform: str = Field(max_length=10)        # slack | teams | console
+    target: str = Field(max_length=255)         # channel, user or conversation id
+    lead_id: int | None = Field(default=None, index=True)
+    payload: dict[str, Any] = _json({})
+    status: str = Field(default="pending", max_length=10)   # pending | sending | done | dead
+    attempts: int = 0
+    next_attempt_at: datetime = _at(nullable=False)
+    claimed_by: str | None = Field(default=None, max_length=64)
+    claimed_at: datetime | None = _at()
+    created_at: datetime = _at(nullable=False)
+    done_at: datetime | None = _at()
+    last_error: str | None = Field(default=None, max_length=500)
+
+
+class MessageRef(SQLModel, table=True):
+    """Where a lead's card lives on a platform, so every change edits that message."""
+
+    __tablename__ = "message_ref"
+    __table_args__ = (sa.UniqueConstraint("lead_id", "platform"),)
+    id: int | None = Field(default=None, primary_key=True)
+    lead_id: int = Field(index=True)
+    platform: str = Field(max_length=10)
+    channel: str = Field(max_length=255)
+    message_id: str = Field(max_length=255)
+    posted_at: datetime = _at(nullable=False)
+
+
+class InboundReceipt(SQLModel, table=True):
+    """Inbound ids already processed (Slack event_id, HubSpot eventId): retries are dropped."""
+
+    __tablename__ = "inbound_receipt"
+    __table_args__ = (sa.UniqueConstraint("source", "key"),)
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(max_length=20)
+    key: str = Field(max_length=255)
+    received_at: datetime = _at(nullable=False)
+
+
+class ChannelBinding(SQLModel, table=True):
+    """A chat channel bound to an agreement team with `/sla link TEAM`."""
+
+    __tablename__ = "channel_binding"
+    __table_args__ = (sa.UniqueConstraint("team", "platform"),)
+    id: int | None = Field(default=None, primary_key=True)
+    team: str = Field(max_length=64)
+    platform: str = Field(max_length=10)
+    channel: str = Field(max_length=255)
+    bound_by: str | None = Field(default=None, max_length=100)
+    bound_at: datetime = _at(nullable=False)
+
+
+class ConversationRef(SQLModel, table=True):
+    """A Teams conversation the bot was added to (team channel, group chat or personal chat)."""
+
+    __tablename__ = "conversation_ref"
+    conversation_id: str = Field(primary_key=True, max_length=255)
+    kind: str = Field(max_length=20)            # channel | personal | groupChat
+    service_url: str = Field(max_length=500)
+    tenant_id: str | None = Field(default=None, max_length=100)
+    team_id: str | None = Field(default=None, max_length=255)
+    user_aad_id: str | None = Field(default=None, max_length=100, index=True)
+    reference: dict[str, Any] = _json({})
+    updated_at: datetime = _at(nullable=False)
+
+
+class PlatformUser(SQLModel, table=True):
+    """A chat user matched to a person of the agreement (by id, or by e-mail from a lookup)."""
+
+    __tablename__ = "platform_user"
+    __table_args__ = (sa.UniqueConstraint("platform", "user_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    platform: str = Field(max_length=10)
+    user_id: str = Field(max_length=255)
+    email: str | None = Field(default=None, max_length=200)
+    updated_at: datetime = _at(nullable=False)
+
+
+class JobRun(SQLModel, table=True):
+    """One row per periodic effect that must happen once (a digest per recipient per local day)."""
+
+    __tablename__ = "job_run"
+    __table_args__ = (sa.UniqueConstraint("job", "period_key"),)
+    id: int | None = Field(default=None, primary_key=True)
+    job: str = Field(max_length=40)
+    period_key: str = Field(max_length=200)
+    ran_at: datetime = _at(nullable=False)
