@@ -122,7 +122,7 @@ class OutboxWorker:
         while True:
             try:
                 await self.deliver_due()
-            except Exception:  # noqa: BLE001 - the worker must outlive any one bad row or outage
+            except Exception:
                 log.exception("outbox delivery failed; retrying at the next poll")
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=poll_seconds)

@@ -102,15 +102,16 @@ def identify(agreement: Agreement, *, platform: str, user_id: str, email: str | 
 
 def known_email(session: Session, *, platform: str, user_id: str) -> str | None:
     """The e-mail a platform's member lookup reported for this user, if we stored one."""
-    return session.execute(
+    email: str | None = session.execute(
         select(PlatformUser.email).where(col(PlatformUser.platform) == platform,
                                          col(PlatformUser.user_id) == user_id)
     ).scalars().first()
+    return email
 
 
 def team_channel(session: Session, agreement: Agreement, *, team: Team, platform: str) -> str | None:
     """Where a team's cards go: a channel bound with `/sla link`, else the agreement's channel."""
-    bound = session.execute(
+    bound: str | None = session.execute(
         select(ChannelBinding.channel).where(col(ChannelBinding.team) == team.key,
                                              col(ChannelBinding.platform) == platform)
     ).scalars().first()

@@ -22,6 +22,7 @@ from sla.lifecycle import ATTEMPTS, OPEN, Action, Refused, Role, State, next_sta
 from sla.qualification import qualify, route_team
 from sla.routing import RepLoad, choose_rep
 from storage.outbox import enqueue
+from storage.db import affected
 from storage.tables import Lead, LeadEvent, RepStatus, RoutingCursor
 
 
@@ -256,11 +257,11 @@ def _save(session: Session, lead: Lead, seen_version: int) -> None:
     """Compare-and-set: the change only lands if the lead is still at the version we read (a
     double click, or two people at once); otherwise the whole transaction is rolled back.
     PostgreSQL also holds the row lock from the read; SQLite's BEGIN IMMEDIATE serializes."""
-    changed = session.execute(
+    changed = affected(session.execute(
         sa.update(Lead).where(col(Lead.id) == lead.id, col(Lead.version) == seen_version)
         .values(version=seen_version + 1)
         .execution_options(synchronize_session=False)
-    ).rowcount
+    ))
     if not changed:
         raise Refused("Someone else just changed this lead; the card has been refreshed.")
     lead.version = seen_version + 1
@@ -394,7 +395,8 @@ def record_outcome(ctx: Context, *, external_id: str, type: str, amount: float |
     now = ctx.now()
     action = {"opportunity_created": Action.OPPORTUNITY, "won": Action.WON, "lost": Action.LOST}[type]
     with ctx.db.write() as session:
-        lead = session.execute(select(Lead).where(col(Lead.external_id) == external_id)).scalars().first()
+        lead: Lead | None = session.execute(
+            select(Lead).where(col(Lead.external_id) == external_id)).scalars().first()
         if lead is None:
             return None
         when = at or now

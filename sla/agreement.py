@@ -266,7 +266,7 @@ class Agreement(_Model):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}: use an IANA name like America/New_York")
+            raise ValueError(f"unknown time zone {value!r}: use an IANA name like America/New_York") from None
         return value
 
     # --- lookups the rest of the code uses -------------------------------------------------
@@ -433,11 +433,11 @@ def _check_semantics(a: Agreement) -> list[tuple[tuple[str | int, ...], str]]:
                              "which gives its new owner a fresh window"))
         if nudge.reassign and reassigned_at is None:
             reassigned_at = nudge.at
-        for role in nudge.notify:
-            if role == "manager" and not has_manager:
+        for notified in nudge.notify:
+            if notified == "manager" and not has_manager:
                 problems.append(((*where, "notify"), "notifies `manager` but a team has none"))
-            if role in ("marketing_vp", "sales_vp") and getattr(people, role) is None:
-                problems.append(((*where, "notify"), f"notifies {role} but people.{role} is not set"))
+            if notified in ("marketing_vp", "sales_vp") and getattr(people, notified) is None:
+                problems.append(((*where, "notify"), f"notifies {notified} but people.{notified} is not set"))
 
     for i, digest in enumerate(a.digests):
         for role in digest.to:
@@ -451,7 +451,7 @@ def _check_semantics(a: Agreement) -> list[tuple[tuple[str | int, ...], str]]:
 
 
 def _unreachable(rules: list[Any], where: tuple[str, ...], what: str) -> list[tuple[tuple[str | int, ...], str]]:
-    found = []
+    found: list[tuple[tuple[str | int, ...], str]] = []
     for i, rule in enumerate(rules[:-1]):
         if rule.when.is_catch_all():
             for j in range(i + 1, len(rules)):
@@ -460,11 +460,22 @@ def _unreachable(rules: list[Any], where: tuple[str, ...], what: str) -> list[tu
     return found
 
 
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that leaves dates as strings, so a bad date is a field error with a path and a line
+    (not a crash inside the YAML parser)."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
 def parse_agreement(text: str, filename: str = "agreement.yaml") -> Agreement:
     """Parse and check an agreement; raises AgreementError listing every problem found."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        root = yaml.compose(text, Loader=_Loader)
+        data = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         detail = getattr(exc, "problem", None) or str(exc)
@@ -501,9 +512,15 @@ def _is_union_tag(part: str | int) -> bool:
 
 
 def _dedupe(problems: list[Problem]) -> list[Problem]:
+    """One line per problem: of a union's alternatives, keep the one that got furthest (a field
+    `holidays` that is neither a string nor a valid list of dates reports the bad date)."""
+    paths = {p.path for p in problems}
+    deeper = {p.path for p in problems if any(q != p.path and q.startswith(p.path) for q in paths)}
     seen: set[tuple[str, str]] = set()
     unique = []
     for p in problems:
+        if p.path in deeper:
+            continue
         if (p.path, p.message) not in seen:
             seen.add((p.path, p.message))
             unique.append(p)

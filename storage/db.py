@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from alembic import command
@@ -13,9 +13,15 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import event
+from sqlalchemy.engine import CursorResult, Result
 from sqlmodel import Session
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def affected(result: Result[Any]) -> int:
+    """Rows matched by an UPDATE/INSERT: how every compare-and-set learns whether it won."""
+    return int(cast(CursorResult[Any], result).rowcount)
 
 
 def normalize_url(url: str) -> str:
@@ -73,15 +79,13 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Session]:
         """A short write transaction: commits on success, rolls back on any error."""
-        with Session(self.engine, expire_on_commit=False) as session:
-            with session.begin():
-                yield session
+        with Session(self.engine, expire_on_commit=False) as session, session.begin():
+            yield session
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        with Session(self.read_engine, expire_on_commit=False) as session:
-            with session.begin():
-                yield session
+        with Session(self.read_engine, expire_on_commit=False) as session, session.begin():
+            yield session
 
     # --- migrations ------------------------------------------------------------------------
 

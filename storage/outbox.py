@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
+from storage.db import affected
 from storage.tables import MessageRef, OutboxMessage
 
 #: A row claimed longer ago than this belongs to a worker that died: it may be claimed again.
@@ -30,7 +31,7 @@ def enqueue(session: Session, *, dedupe_key: str, kind: str, platform: str, targ
         payload=payload or {}, status="pending", attempts=0, next_attempt_at=not_before or now,
         created_at=now,
     ).on_conflict_do_nothing(index_elements=["dedupe_key"])
-    return bool(session.execute(statement).rowcount)
+    return bool(affected(session.execute(statement)))
 
 
 def claim_batch(session: Session, *, worker: str, now: datetime, limit: int = 500) -> list[OutboxMessage]:
@@ -74,7 +75,7 @@ def mark_done(session: Session, *, message_id: int, worker: str, now: datetime) 
                col(OutboxMessage.status) == "sending")
         .values(status="done", done_at=now, last_error=None)
     )
-    return bool(result.rowcount)
+    return bool(affected(result))
 
 
 def retry_later(session: Session, *, message_id: int, worker: str, at: datetime, error: str,

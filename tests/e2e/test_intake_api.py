@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlmodel import col, select
+from sqlmodel import select
 
 from bot.app import create_app
 from bot.services import Services, build_services
