@@ -1,4 +1,4 @@
-"""Metric arithmetic (DESIGN.md 2.7): percentiles, safe ratios, elapsed fraction, pace, projection, rounding."""
+"""Metric arithmetic (DESIGN.md 2.7): percentiles, safe ratios, elapsed share, pace, projection."""
 
 from __future__ import annotations
 
