@@ -1,0 +1,125 @@
+"""Slack wired into the service: the Bolt app behind `POST /slack/events`, Socket Mode when an app
+token is set, and the transport the outbox worker posts through."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from slack_bolt.adapter.fastapi.async_handler import AsyncSlackRequestHandler
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.async_app import AsyncApp
+from starlette.types import Message
+
+from bot.api import read_body
+from bot.services import Services
+from bot.slack.listeners import SlackListeners
+from bot.slack.transport import SlackTransport, make_client
+
+log = logging.getLogger("slabot.slack")
+
+#: The one URL Slack calls for events, interactivity and the `/sla` command.
+EVENTS_PATH = "/slack/events"
+
+
+class SocketMode:
+    """Socket Mode for installs without a public URL: the same Bolt app over a WebSocket.
+
+    The handler is built in the app's startup hook (the Socket Mode client needs the running event
+    loop) and connects in the background, so a Slack outage never blocks the service from
+    starting; the client keeps retrying and reconnecting on its own.
+    """
+
+    def __init__(self, bolt: AsyncApp, app_token: str, *, ping_interval: float = 10.0) -> None:
+        self.bolt = bolt
+        self._app_token = app_token
+        self.ping_interval = ping_interval
+        self.handler: AsyncSocketModeHandler | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.handler = AsyncSocketModeHandler(self.bolt, self._app_token, logger=log,
+                                              ping_interval=self.ping_interval)
+        self.task = asyncio.create_task(self._connect(self.handler), name="slack-socket-mode")
+
+    async def _connect(self, handler: AsyncSocketModeHandler) -> None:
+        try:
+            await handler.connect_async()  # type: ignore[no-untyped-call]
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - logged; the HTTP endpoint keeps working
+            log.error("Slack Socket Mode could not connect: %s", type(exc).__name__)
+
+    async def stop(self) -> None:
+        if self.handler is not None:
+            with contextlib.suppress(Exception):
+                await self.handler.close_async()  # type: ignore[no-untyped-call]
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.task
+
+
+@dataclass
+class SlackIntegration:
+    """What `install` built, kept on `app.state.slack` (tests and the CLI look at it)."""
+
+    bolt: AsyncApp
+    listeners: SlackListeners
+    transport: SlackTransport
+    socket_mode: SocketMode | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _replay(request: Request, body: bytes) -> Request:
+    """The same request with its body already read (and size-checked) by us."""
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if sent:
+            return {"type": "http.disconnect"}
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return Request(request.scope, receive)
+
+
+def install(app: FastAPI, services: Services) -> SlackTransport:
+    settings = services.settings
+    if settings.slack_bot_token is None or settings.slack_signing_secret is None:
+        raise ValueError("Slack needs SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET")
+    token = settings.slack_bot_token.get_secret_value()
+    client = make_client(token, settings.slack_api_url)
+    # The client carries the bot token and the API URL; Bolt takes the token from it.
+    bolt = AsyncApp(
+        client=client, signing_secret=settings.slack_signing_secret.get_secret_value(),
+        process_before_response=False, request_verification_enabled=True,
+        logger=logging.getLogger("slabot.slack.bolt"),
+    )
+    listeners = SlackListeners(services)
+    listeners.transport_client = client
+    listeners.register(bolt)
+    handler = AsyncSlackRequestHandler(bolt)
+    limit = settings.max_body_bytes
+
+    async def slack_events(request: Request) -> Response:
+        # Bounded before Bolt parses anything: 413 over the limit, then Bolt checks the signature.
+        body = await read_body(request, limit)
+        return await handler.handle(_replay(request, body))
+
+    app.add_api_route(EVENTS_PATH, slack_events, methods=["POST"], include_in_schema=False)
+    transport = SlackTransport(client)
+    integration = SlackIntegration(bolt=bolt, listeners=listeners, transport=transport)
+    if settings.slack_app_token is not None:
+        socket_mode = SocketMode(bolt, settings.slack_app_token.get_secret_value())
+        app.state.startup_hooks.append(socket_mode.start)
+        app.state.shutdown_hooks.append(socket_mode.stop)
+        integration.socket_mode = socket_mode
+    app.state.slack = integration
+    return transport

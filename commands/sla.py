@@ -1,0 +1,379 @@
+"""The `/sla` command (Slack `/sla WORDS`, Teams `sla WORDS`): parse, authorize, answer neutrally.
+
+`run` is the only entry point both chat platforms call. It returns a `CommandReply` (plain text,
+never platform markup: each platform escapes and lays it out itself).
+
+Choices made here:
+- `status me` is the rep's own numbers (scope `rep:KEY`); for a manager of one team it is that
+  team; for the VPs (and a manager of several teams) it is everything.
+- `away until YYYY-MM-DD` means "back on that date": the rep gets leads again from the start of
+  business hours on that local date (the agreement's time zone). Plain `away` lasts until `back`.
+- `link TEAM` binds the channel the command was typed in; only that team's manager or the sales
+  VP may do it. Cards already posted stay where they are; new cards go to the linked channel.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+
+from commands.context import Actor, Context
+from commands.leads import is_away, set_away
+from commands.registry import COMMANDS, help_lines
+from sla.lifecycle import State
+from storage.tables import ChannelBinding, Lead, RepStatus
+
+#: At most this many leads are listed by `leads` (the rest are counted).
+LEADS_LIMIT = 25
+#: At most this many open breaches are named by `status`.
+BREACHES_SHOWN = 5
+
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+@dataclass(frozen=True)
+class CommandReply:
+    """What `/sla` answers: a first line, more lines, and whether only the caller should see it."""
+
+    text: str
+    lines: tuple[str, ...] = ()
+    private: bool = True
+
+    def as_text(self) -> str:
+        return "\n".join([self.text, *self.lines])
+
+
+Handler = Callable[[Context, list[str], Actor, str, str | None], CommandReply]
+
+
+def run(ctx: Context, *, text: str, actor: Actor, platform: str, channel: str | None) -> CommandReply:
+    """Answer one `/sla` command typed by `actor` on `platform` in `channel` (None: unknown)."""
+    words = text.strip().split()
+    if words and words[0].lower() in ("sla", "/sla"):   # Teams users often type the "sla" too
+        words = words[1:]
+    if not words:
+        return help_reply(platform)
+    word, args = words[0].lower(), words[1:]
+    handler = _HANDLERS.get(word)
+    if handler is None:
+        shown = word if len(word) <= 40 else word[:40] + "…"
+        help_text = help_reply(platform)
+        return CommandReply(f"Unknown command “{shown}”. {help_text.text}", help_text.lines)
+    return handler(ctx, args, actor, platform, channel)
+
+
+def prefix(platform: str) -> str:
+    return "/sla " if platform == "slack" else "sla "
+
+
+def help_reply(platform: str) -> CommandReply:
+    return CommandReply("slabot runs your Sales & Marketing SLA. Commands:",
+                        tuple(help_lines(prefix(platform))))
+
+
+def _help(ctx: Context, args: list[str], actor: Actor, platform: str, channel: str | None) -> CommandReply:
+    return help_reply(platform)
+
+
+def _usage(name: str, platform: str) -> CommandReply:
+    spec = next(s for s in COMMANDS if s.name == name)
+    return CommandReply(f"Usage: {prefix(platform)}{spec.usage}", (spec.help,))
+
+
+def not_in_agreement(actor: Actor) -> CommandReply:
+    return CommandReply("You are not in the SLA agreement (as a rep, manager or VP), so there is "
+                        "nothing of yours to show.",
+                        ("Ask your RevOps admin to add your chat id or e-mail to the agreement.",))
+
+
+def is_known(actor: Actor) -> bool:
+    return bool(actor.rep or actor.manages or actor.vp)
+
+
+# --- formatting ----------------------------------------------------------------------------
+
+
+def local_time(ctx: Context, at: datetime | None) -> str:
+    if at is None:
+        return "n/a"
+    local = ctx.calendar.local(at)
+    return f"{local:%a %b} {local.day}, {local:%H:%M} {local.tzname()}"
+
+
+def percent(value: Any) -> str:
+    return "n/a" if value is None else f"{float(value) * 100:.0f}%"
+
+
+def number(value: Any) -> str:
+    if value is None:
+        return "n/a"
+    value = float(value)
+    return f"{value:,.0f}" if value == int(value) or abs(value) >= 100 else f"{value:,.1f}"
+
+
+def business_minutes(value: Any) -> str:
+    """Business minutes as `11 min` or `2 h 05 min`."""
+    if value is None:
+        return "n/a"
+    total = round(float(value))
+    if total < 60:
+        return f"{total} min"
+    hours, minutes = divmod(total, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+# --- status --------------------------------------------------------------------------------
+
+
+def _status(ctx: Context, args: list[str], actor: Actor, platform: str, channel: str | None) -> CommandReply:
+    words = [a.lower() for a in args]
+    if not words:
+        return status_reply(ctx, scope="all", label="everyone")
+    if words == ["me"]:
+        scope = my_scope(ctx, actor)
+        if scope is None:
+            return not_in_agreement(actor)
+        return status_reply(ctx, scope=scope[0], label=scope[1])
+    if words[0] == "team" and len(words) == 2:
+        team = ctx.agreement.team(words[1])
+        if team is None:
+            return unknown_team(ctx, words[1])
+        return status_reply(ctx, scope=f"team:{team.key}", label=team.name)
+    return _usage("status", platform)
+
+
+def my_scope(ctx: Context, actor: Actor) -> tuple[str, str] | None:
+    """(scope, label) of `status me`; None for someone the agreement does not know."""
+    if actor.rep:
+        rep = ctx.agreement.rep(actor.rep)
+        return f"rep:{actor.rep}", rep.name if rep else actor.rep
+    if actor.vp or len(actor.manages) > 1:
+        return "all", "everyone"
+    if actor.manages:
+        key = next(iter(actor.manages))
+        team = ctx.agreement.team(key)
+        return f"team:{key}", team.name if team else key
+    return None
+
+
+def unknown_team(ctx: Context, key: str) -> CommandReply:
+    teams = ", ".join(f"{t.key} ({t.name})" for t in ctx.agreement.teams)
+    shown = key if len(key) <= 40 else key[:40] + "…"
+    return CommandReply(f"There is no team “{shown}” in the agreement. Teams: {teams}.")
+
+
+def load_status(ctx: Context, scope: str) -> dict[str, Any]:
+    from storage.metrics import status
+
+    with ctx.db.read() as session:
+        return status(session, agreement=ctx.agreement, calendar=ctx.calendar, as_of=ctx.now(), scope=scope)
+
+
+def status_reply(ctx: Context, *, scope: str, label: str) -> CommandReply:
+    data = load_status(ctx, scope)
+    return CommandReply(f"SLA status for {label}, month to date (as of {local_time(ctx, ctx.now())})",
+                        tuple(status_lines(data)))
+
+
+def status_lines(data: dict[str, Any]) -> list[str]:
+    """The Status JSON as a few readable lines (fractions as percentages, durations in business time)."""
+    period = data.get("period") or {}
+    m = data.get("marketing") or {}
+    s = data.get("sales") or {}
+    lines = [f"{percent(period.get('elapsed'))} of the month's business time has passed."]
+    value_goal = m.get("value_goal")
+    value = f"lead value {number(m.get('value'))}" + (
+        f" of {number(value_goal)}" if value_goal is not None else "")
+    lines.append(f"Marketing: {number(m.get('workable'))} workable leads of a {number(m.get('goal'))} goal "
+                 f"(pace {percent(m.get('pace'))}, projected {number(m.get('projected'))} by month end); "
+                 f"{value}; {number(m.get('nurture'))} in nurture.")
+    lines.append(f"Sales: {number(s.get('cohort'))} leads due so far; worked {percent(s.get('worked_pct'))}; "
+                 f"first touch within SLA {percent(s.get('within_sla_pct'))}.")
+    lines.append(f"Speed to lead: median {business_minutes(s.get('speed_to_lead_p50'))}, "
+                 f"90th percentile {business_minutes(s.get('speed_to_lead_p90'))} (business time).")
+    lines.append(f"Follow-up: {number(s.get('attempts_per_lead'))} attempts per lead; connect rate "
+                 f"{percent(s.get('connect_rate'))}; opportunity rate {percent(s.get('opportunity_rate'))}; "
+                 f"pipeline {number(s.get('pipeline_value'))}.")
+    breaches = data.get("breaches") or []
+    count = s.get("open_breaches", len(breaches))
+    if not count:
+        lines.append("Open breaches: none.")
+    else:
+        shown = breaches[:BREACHES_SHOWN]
+        named = "; ".join(f"{b.get('name')} ({b.get('owner_name') or 'unassigned'}, "
+                          f"{business_minutes(b.get('minutes_overdue'))} overdue)" for b in shown)
+        more = f"; and {count - len(shown)} more" if count > len(shown) else ""
+        lines.append(f"Open breaches: {count}: {named}{more}.")
+    return lines
+
+
+# --- leads ---------------------------------------------------------------------------------
+
+
+def _leads(ctx: Context, args: list[str], actor: Actor, platform: str, channel: str | None) -> CommandReply:
+    if args:
+        return _usage("leads", platform)
+    return leads_reply(ctx, actor)
+
+
+def leads_reply(ctx: Context, actor: Actor) -> CommandReply:
+    if actor.rep:
+        where: list[Any] = [col(Lead.owner) == actor.rep]
+        whose = "Your open leads"
+    elif actor.manages:
+        where = [col(Lead.team).in_(sorted(actor.manages))]
+        whose = "Open leads of your team" + ("s" if len(actor.manages) > 1 else "")
+    elif actor.vp:
+        where = []
+        whose = "All open leads"
+    else:
+        return not_in_agreement(actor)
+    now = ctx.now()
+    with ctx.db.read() as session:
+        base = select(Lead).where(col(Lead.is_open), *where)
+        total = session.execute(select(sa.func.count()).select_from(base.subquery())).scalar_one()
+        leads = session.execute(
+            base.order_by(col(Lead.first_touch_due).is_(None), col(Lead.first_touch_due), col(Lead.id))
+            .limit(LEADS_LIMIT)).scalars().all()
+    if not leads:
+        return CommandReply(f"{whose}: none. Nothing is waiting on you.")
+    lines = [lead_line(ctx, lead, now, show_owner=actor.rep is None) for lead in leads]
+    if total > len(leads):
+        lines.append(f"…and {total - len(leads)} more.")
+    return CommandReply(f"{whose} ({total}), times in {ctx.calendar.timezone}:", tuple(lines))
+
+
+def lead_line(ctx: Context, lead: Lead, now: datetime, *, show_owner: bool) -> str:
+    company = f" ({lead.company})" if lead.company else ""
+    state = State(lead.state).value.replace("_", " ")
+    parts = [f"#{lead.id} {lead.name}{company}: {state}"]
+    if show_owner:
+        rep = ctx.agreement.rep(lead.owner or "")
+        parts.append(f"owner {rep.name if rep else 'unassigned'}")
+    tier = ctx.agreement.tier(lead.tier or "")
+    if lead.first_touch_at is None:
+        overdue = " (OVERDUE)" if lead.first_touch_due is not None and lead.first_touch_due < now else ""
+        parts.append(f"first touch due {local_time(ctx, lead.first_touch_due)}{overdue}")
+    else:
+        wanted = f" of {tier.attempts.count}" if tier else ""
+        parts.append(f"{lead.attempts}{wanted} attempts, last {local_time(ctx, lead.last_attempt_at)}")
+    return " · ".join(parts)
+
+
+# --- away / back ---------------------------------------------------------------------------
+
+
+def _away(ctx: Context, args: list[str], actor: Actor, platform: str, channel: str | None) -> CommandReply:
+    if not actor.rep:
+        return CommandReply("Only reps in the agreement can be away: leads are routed to reps.")
+    words = [a.lower() for a in args]
+    if words and words[0] == "until":
+        words = words[1:]
+    if len(words) > 1 or (words and not _DATE.match(words[0])):
+        return _usage("away", platform)
+    until: datetime | None = None
+    if words:
+        try:
+            day = date.fromisoformat(words[0])
+        except ValueError:
+            return CommandReply(f"“{words[0]}” is not a date: use YYYY-MM-DD, like 2026-12-01.")
+        today = ctx.calendar.local_date(ctx.now())
+        if day <= today:
+            return CommandReply(f"{day.isoformat()} is not in the future: give the date you are back.")
+        until = ctx.calendar.at_local(day, ctx.calendar.start)
+    set_away(ctx, rep=actor.rep, away=True, until=until)
+    with ctx.db.read() as session:
+        open_leads = session.execute(
+            select(sa.func.count()).select_from(Lead).where(col(Lead.owner) == actor.rep, col(Lead.is_open))
+        ).scalar_one()
+    keep = (f"Your {open_leads} open lead{'s stay' if open_leads != 1 else ' stays'} with you: ask your "
+            f"manager to reassign {'them' if open_leads != 1 else 'it'} if needed.") if open_leads else ""
+    if until is None:
+        head = f"You are away: new leads go to your teammates until you type {prefix(platform)}back."
+    else:
+        head = f"You are away until {local_time(ctx, until)}: new leads go to your teammates until then."
+    return CommandReply(head, (keep,) if keep else ())
+
+
+def _back(ctx: Context, args: list[str], actor: Actor, platform: str, channel: str | None) -> CommandReply:
+    if not actor.rep:
+        return CommandReply("Only reps in the agreement can be away or back: leads are routed to reps.")
+    if args:
+        return _usage("back", platform)
+    with ctx.db.read() as session:
+        current = session.get(RepStatus, actor.rep)
+        was_away = current is not None and is_away(current, ctx.now())
+    set_away(ctx, rep=actor.rep, away=False)
+    if not was_away:
+        return CommandReply("You were not away: new leads keep coming to you.")
+    return CommandReply("Welcome back: new leads are routed to you again.")
+
+
+# --- link ----------------------------------------------------------------------------------
+
+
+def _link(ctx: Context, args: list[str], actor: Actor, platform: str, channel: str | None) -> CommandReply:
+    if len(args) != 1:
+        return _usage("link", platform)
+    team = ctx.agreement.team(args[0].lower())
+    if team is None:
+        return unknown_team(ctx, args[0])
+    if team.key not in actor.manages and actor.vp != "sales_vp":
+        manager = f" ({team.manager.name})" if team.manager else ""
+        return CommandReply(f"Only the manager of {team.name}{manager} or the sales VP can link a channel "
+                            f"to it.")
+    if not channel:
+        return CommandReply("Type this in the channel that should get the team's lead cards.")
+    now = ctx.now()
+    for attempt in range(2):
+        try:
+            with ctx.db.write() as session:
+                binding = session.execute(
+                    select(ChannelBinding).where(col(ChannelBinding.team) == team.key,
+                                                 col(ChannelBinding.platform) == platform)
+                ).scalars().first()
+                if binding is None:
+                    binding = ChannelBinding(team=team.key, platform=platform, channel=channel,
+                                             bound_by=actor.label, bound_at=now)
+                binding.channel, binding.bound_by, binding.bound_at = channel, actor.label, now
+                session.add(binding)
+            break
+        except IntegrityError:   # two links raced: the second one updates the first's row
+            if attempt:
+                raise
+    return CommandReply(f"This channel now gets {team.name}'s new lead cards on {platform.title()}.",
+                        ("Cards already posted stay where they are. The bot must be a member of this "
+                         "channel to post here.",), private=False)
+
+
+# --- digest --------------------------------------------------------------------------------
+
+
+def _digest(ctx: Context, args: list[str], actor: Actor, platform: str, channel: str | None) -> CommandReply:
+    if args:
+        return _usage("digest", platform)
+    try:   # commands/digest.py is written separately: tolerate a build without it
+        digest = importlib.import_module("commands.digest")
+    except ImportError:
+        return CommandReply("The digest is not available in this version.")
+    content: Any = digest.build_digest(ctx, as_of=ctx.now(), team=None)
+    lines: list[str] = []
+    for heading, section in content.sections:
+        lines.append(f"{heading}:")
+        lines.extend(f"  {line}" for line in section)
+    return CommandReply(f"Preview (only you can see this): {content.title}", tuple(lines))
+
+
+_HANDLERS: dict[str, Handler] = {
+    "status": _status, "leads": _leads, "away": _away, "back": _back, "link": _link,
+    "digest": _digest, "help": _help,
+}
+assert set(_HANDLERS) == {spec.name for spec in COMMANDS}, "commands/registry.py and _HANDLERS disagree"
