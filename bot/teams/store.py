@@ -1,0 +1,201 @@
+"""What slabot remembers about Teams: the conversations it was added to (for proactive posts)
+and the users it has seen (their AAD object id, their `29:` id and their e-mail).
+
+Tables (storage.tables): `ConversationRef` for conversations; `PlatformUser` rows with
+platform "teams" for users, one keyed by the AAD object id (what the agreement's `teams:` ids
+and `identify` use) and one keyed by the `29:` id (what creating a 1:1 chat needs). The two
+rows of one person carry the same e-mail (stored lower-cased), which is how a DM addressed to an AAD id or an e-mail
+finds the `29:` id. All functions here are synchronous; async callers run them in a thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from storage.db import Database
+from storage.tables import ConversationRef, PlatformUser
+
+PLATFORM = "teams"
+_T = TypeVar("_T")
+
+
+def base_conversation_id(conversation_id: str) -> str:
+    """A channel's id without the `;messageid=...` suffix Teams adds for a thread."""
+    return conversation_id.split(";", 1)[0]
+
+
+def _retrying(db: Database, work: Callable[[Session], _T]) -> _T:
+    """Run an upsert; if a concurrent writer inserted the same key first, run it once more
+    (it then updates). SQLite serializes writers already; this matters on PostgreSQL."""
+    try:
+        with db.write() as session:
+            return work(session)
+    except IntegrityError:
+        with db.write() as session:
+            return work(session)
+
+
+@dataclass(frozen=True)
+class ConversationInfo:
+    """A stored conversation, detached from the session."""
+
+    conversation_id: str
+    kind: str
+    service_url: str
+    tenant_id: str | None
+    team_id: str | None
+    user_aad_id: str | None
+    reference: dict[str, Any]
+
+    @property
+    def bot(self) -> dict[str, Any] | None:
+        bot = self.reference.get("bot")
+        return bot if isinstance(bot, dict) and bot.get("id") else None
+
+    @property
+    def user(self) -> dict[str, Any] | None:
+        user = self.reference.get("user")
+        return user if isinstance(user, dict) and user.get("id") else None
+
+
+def _info(row: ConversationRef) -> ConversationInfo:
+    return ConversationInfo(conversation_id=row.conversation_id, kind=row.kind, service_url=row.service_url,
+                            tenant_id=row.tenant_id, team_id=row.team_id, user_aad_id=row.user_aad_id,
+                            reference=dict(row.reference or {}))
+
+
+def save_conversation(db: Database, *, conversation_id: str, kind: str, service_url: str,
+                      tenant_id: str | None, team_id: str | None, user_aad_id: str | None,
+                      reference: dict[str, Any], now: datetime) -> None:
+    """Insert or refresh a conversation reference (Teams says serviceUrl may change: keep the newest)."""
+    key = base_conversation_id(conversation_id)
+
+    def work(session: Session) -> None:
+        row = session.get(ConversationRef, key)
+        if row is None:
+            row = ConversationRef(conversation_id=key, kind=kind, service_url=service_url, updated_at=now)
+        row.kind, row.service_url, row.updated_at = kind, service_url, now
+        row.tenant_id = tenant_id or row.tenant_id
+        row.team_id = team_id or row.team_id
+        row.user_aad_id = user_aad_id or row.user_aad_id
+        row.reference = {**(row.reference or {}), **reference}
+        session.add(row)
+
+    _retrying(db, work)
+
+
+def delete_conversation(db: Database, conversation_id: str) -> None:
+    with db.write() as session:
+        row = session.get(ConversationRef, base_conversation_id(conversation_id))
+        if row is not None:
+            session.delete(row)
+
+
+def delete_team_conversations(db: Database, team_id: str) -> int:
+    """Forget every channel of a team (the bot was removed from the team)."""
+    with db.write() as session:
+        rows = session.execute(
+            select(ConversationRef).where(col(ConversationRef.team_id) == team_id)).scalars().all()
+        for row in rows:
+            session.delete(row)
+        return len(rows)
+
+
+def get_conversation(db: Database, conversation_id: str) -> ConversationInfo | None:
+    with db.read() as session:
+        row = session.get(ConversationRef, base_conversation_id(conversation_id))
+        return _info(row) if row else None
+
+
+def latest_conversation(db: Database, *, tenant_id: str | None = None) -> ConversationInfo | None:
+    """Any conversation (newest first), for the serviceUrl and tenant of a new 1:1 chat or thread."""
+    with db.read() as session:
+        query = select(ConversationRef).order_by(col(ConversationRef.updated_at).desc())
+        if tenant_id:
+            query = query.where(col(ConversationRef.tenant_id) == tenant_id)
+        row = session.execute(query.limit(1)).scalars().first()
+        return _info(row) if row else None
+
+
+def personal_conversation(db: Database, aad_id: str) -> ConversationInfo | None:
+    with db.read() as session:
+        row = session.execute(
+            select(ConversationRef).where(col(ConversationRef.user_aad_id) == aad_id,
+                                          col(ConversationRef.kind) == "personal")
+            .order_by(col(ConversationRef.updated_at).desc()).limit(1)
+        ).scalars().first()
+        return _info(row) if row else None
+
+
+# --- users ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KnownUser:
+    aad_id: str | None
+    mri: str | None
+    email: str | None
+
+
+def remember_user(db: Database, *, aad_id: str | None, mri: str | None, email: str | None,
+                  now: datetime) -> None:
+    """Store (or refresh) the rows for one person: by AAD id and by `29:` id, same e-mail."""
+    ids = [i for i in (aad_id, mri) if i]
+    email = email.strip().lower() if email else None
+
+    def work(session: Session) -> None:
+        for user_id in ids:
+            row = session.execute(select(PlatformUser).where(
+                col(PlatformUser.platform) == PLATFORM, col(PlatformUser.user_id) == user_id)
+            ).scalars().first()
+            if row is None:
+                row = PlatformUser(platform=PLATFORM, user_id=user_id, updated_at=now)
+            row.email = email or row.email
+            row.updated_at = now
+            session.add(row)
+
+    if ids:
+        _retrying(db, work)
+
+
+def known_user(db: Database, *, aad_id: str | None, mri: str | None) -> KnownUser | None:
+    """What we stored about this person, if both of their rows exist (else a lookup is due)."""
+    ids = [i for i in (aad_id, mri) if i]
+    if not ids:
+        return None
+    with db.read() as session:
+        rows = {r.user_id: r for r in session.execute(select(PlatformUser).where(
+            col(PlatformUser.platform) == PLATFORM, col(PlatformUser.user_id).in_(ids))).scalars()}
+    if len(rows) < len(ids):
+        return None
+    email = next((r.email for r in rows.values() if r.email), None)
+    return KnownUser(aad_id=aad_id, mri=mri, email=email)
+
+
+def find_mri(db: Database, *, aad_id: str | None, email: str | None) -> str | None:
+    """The `29:` id of a person addressed by AAD id or e-mail, if we ever saw them."""
+    with db.read() as session:
+        if email is None and aad_id is not None:
+            email = session.execute(select(PlatformUser.email).where(
+                col(PlatformUser.platform) == PLATFORM, col(PlatformUser.user_id) == aad_id)
+            ).scalars().first()
+        if not email:
+            return None
+        email = email.lower()
+        rows = session.execute(select(PlatformUser.user_id).where(
+            col(PlatformUser.platform) == PLATFORM, col(PlatformUser.email) == email)).scalars().all()
+        return next((r for r in rows if r.startswith("29:")), None)
+
+
+def aad_for_email(db: Database, email: str) -> str | None:
+    email = email.strip().lower()
+    with db.read() as session:
+        rows = session.execute(select(PlatformUser.user_id).where(
+            col(PlatformUser.platform) == PLATFORM, col(PlatformUser.email) == email)).scalars().all()
+        return next((r for r in rows if not r.startswith("29:")), None)
