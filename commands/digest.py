@@ -1,0 +1,352 @@
+"""The daily digest (DESIGN 2.8): its neutral content, and queueing it once per recipient per local day.
+
+Content: `build_digest` renders `storage.metrics.status` for one instant and scope (all, or one
+team) into neutral text sections plus the chart, so the digest, `/sla status` and the API can never
+disagree: every number shown is one of `status`'s, formatted.
+
+Schedule (`queue_due_digests`), for each `digests:` entry of the agreement:
+- due on the entry's `days` once the local time reaches its `at` (the instant is built from the
+  local date, so DST never shifts it), and for the rest of that local day: a service that was down
+  at the scheduled minute sends the digest at its first tick afterwards, once. Days missed entirely
+  are not sent later (the day's numbers would be stale, and three digests back to back help nobody).
+- recipients: `marketing_vp` / `sales_vp` get the whole-company digest by DM; `managers` get their
+  team's digest by DM; `team_channels` get their team's digest in the team's channel (a channel bound
+  with `/sla link`, else the agreement's). One per recipient per enabled platform.
+- once per recipient, platform and local day: a unique `JobRun(job="digest", period_key=
+  "{recipient}:{platform}:{local_date}")` row is inserted in the same transaction as the outbox row
+  (dedupe key `digest:{recipient}:{platform}:{local_date}`); a second worker or a replayed tick finds
+  the row and queues nothing. A recipient named by two entries gets the first one due that day.
+- numbers are as of the tick that sends the digest (a caught-up digest shows the numbers of when it
+  was sent, not of the missed minute).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, col, select
+
+from commands.chart import cumulative_chart_png
+from commands.context import Context, person_id, team_channel
+from sla.agreement import WEEKDAYS, Person, Team
+from sla.clock import as_utc
+from sla.metrics import elapsed_fraction
+from storage.metrics import status
+from storage.outbox import enqueue
+from storage.tables import JobRun, Lead
+
+__all__ = [
+    "BREACHES_SHOWN",
+    "DIGEST_JOB",
+    "DigestContent",
+    "Recipient",
+    "build_digest",
+    "digest_chart",
+    "due_recipients",
+    "queue_due_digests",
+]
+
+DIGEST_JOB = "digest"
+#: Open breaches listed by name in a digest; the count is always complete.
+BREACHES_SHOWN = 10
+
+
+@dataclass(frozen=True)
+class DigestContent:
+    """A digest, neutral: renderers turn the sections into Block Kit, an Adaptive Card or text."""
+
+    title: str
+    sections: list[tuple[str, list[str]]]
+    #: The same content as plain text (notifications, fallbacks, the console).
+    text: str
+    chart_png: bytes | None
+    #: The `storage.metrics.status` dictionary every number above comes from.
+    numbers: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def payload(self, *, to: str) -> dict[str, Any]:
+        """The outbox payload of a `digest` message; `to` is "user" or "channel"."""
+        return {
+            "title": self.title,
+            "sections": [{"heading": heading, "lines": list(lines)} for heading, lines in self.sections],
+            "text": self.text,
+            "chart_png_b64": base64.b64encode(self.chart_png).decode("ascii") if self.chart_png else None,
+            "to": to,
+            "scope": self.numbers.get("scope", "all"),
+            "as_of": self.numbers.get("as_of"),
+        }
+
+
+# --- content -------------------------------------------------------------------------------------
+
+
+def build_digest(ctx: Context, *, as_of: datetime, team: str | None = None) -> DigestContent:
+    """The digest as of `as_of` for everyone (team None) or one team (`team` is its key)."""
+    as_of = as_utc(as_of)
+    scope = f"team:{team}" if team else "all"
+    with ctx.db.read() as session:
+        numbers = status(session, agreement=ctx.agreement, calendar=ctx.calendar, as_of=as_of, scope=scope)
+        days, actual, goal = digest_chart(session, ctx, as_of=as_of, team=team,
+                                          goal_total=float(numbers["marketing"]["goal"]))
+    team_obj = ctx.agreement.team(team) if team else None
+    local = ctx.calendar.local(as_of)
+    heading = team_obj.name if team_obj else ctx.agreement.name
+    title = f"{heading}: daily SLA digest, {local:%a %b} {local.day}"
+    sections = _sections(ctx, numbers, team_obj)
+    chart = cumulative_chart_png(days=days, actual=actual, goal=goal, goal_total=numbers["marketing"]["goal"],
+                                 title=f"Workable leads, {local:%B %Y}" + (f" ({team_obj.name})" if team_obj else ""))
+    return DigestContent(title=title, sections=sections, text=_as_text(title, sections), chart_png=chart,
+                         numbers=numbers)
+
+
+def digest_chart(session: Session, ctx: Context, *, as_of: datetime, team: str | None,
+                 goal_total: float) -> tuple[list[date], list[int], list[float]]:
+    """The chart's series: the month's local days; cumulative workable leads at the end of each day
+    that has begun (today's at `as_of`); the goal line at the end of each day.
+
+    The counts use storage.metrics' definition of "workable MTD" (`handed_off_at` in the month, up
+    to `as_of`), in one SQL aggregation (one CASE column per day), so today's point equals the
+    digest's `marketing.workable`.
+    """
+    calendar = ctx.calendar
+    start, end = calendar.month_bounds(as_of)
+    first = calendar.local_date(start)
+    today = calendar.local_date(as_of)
+    days: list[date] = []
+    day = first
+    while day.month == first.month:
+        days.append(day)
+        day += timedelta(days=1)
+    total = calendar.elapsed(start, end)
+    goal = [goal_total * elapsed_fraction(calendar.elapsed(start, calendar.day_bounds(d)[1]), total)
+            for d in days]
+    begun = [d for d in days if d <= today]
+    # Each day's point counts leads handed off before its end (or at/before as_of for today).
+    bounds = [calendar.day_bounds(d)[1] for d in begun[:-1]]
+    handed = col(Lead.handed_off_at)
+    columns: list[sa.ColumnElement[Any]] = [
+        sa.func.coalesce(sa.func.sum(sa.case((handed < b, 1), else_=0)), 0) for b in bounds]
+    columns.append(sa.func.count())
+    in_scope = [col(Lead.team) == team] if team else []
+    row = session.execute(
+        sa.select(*columns).where(col(Lead.workable).is_(sa.true()), handed >= start, handed <= as_of,
+                                  *in_scope)
+    ).one()
+    return days, [int(v) for v in row], goal
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{round(value * 100, 1):g}%"
+
+
+def _num(value: float | None, digits: int = 1) -> str:
+    if value is None:
+        return "n/a"
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.{digits}f}"
+
+
+def _money(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:,.0f}"
+
+
+def _counts(counts: dict[str, int], limit: int = 6) -> str:
+    items = list(counts.items())
+    shown = ", ".join(f"{key} {n}" for key, n in items[:limit])
+    rest = sum(n for _, n in items[limit:])
+    return (shown + (f", others {rest}" if rest else "")) or "none"
+
+
+def _sections(ctx: Context, numbers: dict[str, Any], team: Team | None) -> list[tuple[str, list[str]]]:
+    m, s, y = numbers["marketing"], numbers["sales"], numbers["yesterday"]
+    period = numbers["period"]
+    rejected = numbers["rejected"]
+    names = {r.key: r.name for r in ctx.agreement.all_reps()}
+    marketing = [
+        f"Workable leads MTD: {m['workable']} of {m['goal']} goal ({m['active_reps']} reps x "
+        f"{ctx.agreement.marketing.workable_leads_per_rep_per_month})",
+        f"Pace: {_pct(m['pace'])} of goal for {_pct(period['elapsed'])} of the month's business time",
+        f"Projected month end: {_num(m['projected'])} workable leads",
+        f"Lead value MTD: {_money(m['value'])}"
+        + (f" of {_money(m['value_goal'])} goal" if m.get("value_goal") is not None else ""),
+        f"Mix by source: {_counts(m['mix']['source'])}",
+        f"Mix by offer: {_counts(m['mix']['offer'])}",
+        f"Nurture (not workable): {m['nurture']}",
+        f"Rejected by Sales: {rejected['total']}"
+        + (f" ({_counts(rejected['by_reason'])})" if rejected["total"] else ""),
+    ]
+    if m["per_rep"]:
+        marketing.append("Per rep: " + ", ".join(f"{names.get(k, k)} {n}" for k, n in m["per_rep"].items()))
+    target = s.get("opportunity_rate_target")
+    sales = [
+        f"Cohort: {s['cohort']} leads past their first-touch deadline or already touched",
+        f"Worked: {_pct(s['worked_pct'])}; first touch within SLA: {_pct(s['within_sla_pct'])}",
+        f"Speed to lead: p50 {_num(s['speed_to_lead_p50'])} business min, "
+        f"p90 {_num(s['speed_to_lead_p90'])} business min",
+        f"Attempts per lead: {_num(s['attempts_per_lead'], 2)}; connect rate: {_pct(s['connect_rate'])}",
+        f"Opportunity rate: {_pct(s['opportunity_rate'])}"
+        + (f" (target {_pct(target)})" if target is not None else "")
+        + f"; pipeline {_money(s['pipeline_value'])}",
+        f"Open breaches: {s['open_breaches']}",
+    ]
+    breaches = numbers["breaches"]
+    listed = [
+        f"{b['name']}" + (f" ({b['company']})" if b.get("company") else "")
+        + f": owner {b.get('owner_name') or b.get('owner') or 'unassigned'}"
+        + (f", {_team_name(ctx, b['team'])}" if team is None and b.get("team") else "")
+        + f", {_num(b['minutes_overdue'])} business min overdue"
+        for b in breaches[:BREACHES_SHOWN]
+    ]
+    more = s["open_breaches"] - len(listed)
+    if more > 0:
+        listed.append(f"... and {more} more")
+    if not listed:
+        listed = ["None: every lead past its first-touch deadline has been touched."]
+    day = date.fromisoformat(y["date"])
+    yesterday = [
+        f"Workable leads handed off: {y['workable']}; to nurture: {y['nurture']}",
+        f"First touches: {y['first_touches']} ({y['first_touches_within_sla']} within SLA)",
+        f"Opportunities created: {y['opportunities']} ({_money(y['opportunity_amount'])})",
+        f"Deadlines missed: {y['breaches']}"
+        + (" (" + ", ".join(f"{b['name']} ({names.get(b['owner'] or '', b['owner'] or 'unassigned')})"
+                            for b in y["breached"][:BREACHES_SHOWN]) + ")" if y["breached"] else ""),
+    ]
+    return [
+        ("Marketing: leads delivered", marketing),
+        ("Sales: every lead worked", sales),
+        ("Open breaches", listed),
+        (f"Yesterday ({day:%a %b} {day.day})", yesterday),
+    ]
+
+
+def _team_name(ctx: Context, key: str) -> str:
+    team = ctx.agreement.team(key)
+    return team.name if team else key
+
+
+def _as_text(title: str, sections: Iterable[tuple[str, list[str]]]) -> str:
+    lines = [title]
+    for heading, body in sections:
+        lines += ["", heading, *(f"- {line}" for line in body)]
+    return "\n".join(lines)
+
+
+# --- schedule ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """One digest to send today: who (`key`), where (`platform`, `target`), which scope."""
+
+    key: str                 # marketing_vp | sales_vp | manager:TEAM | team:TEAM
+    platform: str
+    target: str
+    to: str                  # user | channel
+    team: str | None         # None: the whole-company digest
+
+    def period_key(self, day: date) -> str:
+        return f"{self.key}:{self.platform}:{day.isoformat()}"
+
+    def dedupe_key(self, day: date) -> str:
+        return f"digest:{self.period_key(day)}"
+
+
+def _dm_target(person: Person, platform: str) -> str | None:
+    """Same addressing as commands.leads.notify_person: Teams falls back to the e-mail."""
+    if platform == "teams":
+        return person.teams or person.email
+    return person_id(person, platform)
+
+
+def due_recipients(session: Session, ctx: Context, *, now: datetime, force: bool = False) -> list[Recipient]:
+    """Everyone whose digest is due at `now` (today, on a scheduled day, at or after its local time),
+    whether or not it was sent already. `force` ignores the schedule (`slabot digest --send`)."""
+    calendar = ctx.calendar
+    today = calendar.local_date(now)
+    weekday = WEEKDAYS[today.weekday()]
+    found: dict[tuple[str, str], Recipient] = {}
+    for entry in ctx.agreement.digests:
+        if not force and (weekday not in entry.days or now < calendar.at_local(today, entry.at)):
+            continue
+        for audience in entry.to:
+            for recipient in _expand(session, ctx, audience):
+                found.setdefault((recipient.key, recipient.platform), recipient)
+    return list(found.values())
+
+
+def _expand(session: Session, ctx: Context, audience: str) -> list[Recipient]:
+    agreement = ctx.agreement
+    recipients: list[Recipient] = []
+    for platform in ctx.platforms:
+        if audience in ("marketing_vp", "sales_vp"):
+            person = getattr(agreement.people, audience)
+            target = _dm_target(person, platform) if person is not None else None
+            if target:
+                recipients.append(Recipient(audience, platform, target, "user", None))
+        elif audience == "managers":
+            for team in agreement.teams:
+                target = _dm_target(team.manager, platform) if team.manager is not None else None
+                if target:
+                    recipients.append(Recipient(f"manager:{team.key}", platform, target, "user", team.key))
+        elif audience == "team_channels":
+            for team in agreement.teams:
+                channel = team_channel(session, agreement, team=team, platform=platform)
+                if channel:
+                    recipients.append(Recipient(f"team:{team.key}", platform, channel, "channel", team.key))
+    return recipients
+
+
+def queue_due_digests(ctx: Context, *, now: datetime, force: bool = False) -> list[str]:
+    """Queue every digest due at `now` that was not sent today; returns the outbox keys queued.
+
+    Cheap when nothing is due or everything was sent (one indexed lookup): the content (metrics
+    and chart) is only built for the scopes someone still needs. `force` ignores the schedule but
+    not the once-per-local-day rule (`slabot digest --send`).
+    """
+    now = as_utc(now)
+    today = ctx.calendar.local_date(now)
+    with ctx.db.read() as session:
+        recipients = due_recipients(session, ctx, now=now, force=force)
+        if not recipients:
+            return []
+        sent = set(session.execute(
+            select(JobRun.period_key).where(col(JobRun.job) == DIGEST_JOB,
+                                            col(JobRun.period_key).in_([r.period_key(today) for r in recipients]))
+        ).scalars())
+    pending = [r for r in recipients if r.period_key(today) not in sent]
+    if not pending:
+        return []
+    contents: dict[str | None, DigestContent] = {}
+    for recipient in pending:
+        if recipient.team not in contents:
+            contents[recipient.team] = build_digest(ctx, as_of=now, team=recipient.team)
+    queued: list[str] = []
+    with ctx.db.write() as session:
+        for recipient in pending:
+            # Here lay dragons: the JobRun insert is the claim; a second worker's insert matches
+            # nothing and it queues nothing. The outbox key would stop a duplicate on its own too.
+            if not _claim_run(session, recipient.period_key(today), now):
+                continue
+            content = contents[recipient.team]
+            if enqueue(session, dedupe_key=recipient.dedupe_key(today), kind="digest",
+                       platform=recipient.platform, target=recipient.target, now=now,
+                       payload=content.payload(to=recipient.to)):
+                queued.append(recipient.dedupe_key(today))
+    return queued
+
+
+def _claim_run(session: Session, period_key: str, now: datetime) -> bool:
+    """Insert the day's JobRun row; False if it was there already (another worker, an earlier tick).
+
+    RETURNING tells whether the row went in: on PostgreSQL SQLAlchemy reads single-row inserts
+    through RETURNING, which leaves `rowcount` at -1 whatever happened."""
+    dialect = session.get_bind().dialect.name
+    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(JobRun)
+    statement = (insert.values(job=DIGEST_JOB, period_key=period_key, ran_at=now)
+                 .on_conflict_do_nothing(index_elements=["job", "period_key"])
+                 .returning(col(JobRun.id)))
+    return session.execute(statement).first() is not None
