@@ -37,6 +37,7 @@ log = logging.getLogger("slabot.delivery")
 
 #: After this many failed attempts a row is parked as `dead` (kept, counted, never dropped).
 MAX_ATTEMPTS = 15
+PERMANENT_ATTEMPTS = 3
 #: A rate limit longer than this releases the row instead of holding the lane.
 MAX_INLINE_WAIT = 30.0
 
@@ -150,8 +151,11 @@ class OutboxWorker:
         return report
 
     def _claim(self, now: datetime) -> list[OutboxMessage]:
+        # A token per claim, so two concurrent claims at the same instant (a frozen clock) never
+        # mistake each other's rows for their own.
+        token = f"{self.worker_id}:{uuid.uuid4().hex[:8]}"
         with self.ctx.db.write() as session:
-            rows = claim_batch(session, worker=self.worker_id, now=now)
+            rows = claim_batch(session, worker=token, now=now)
             return [row for row in rows if row.platform in self.transports] + self._release_unknown(
                 session, rows, now)
 
@@ -159,7 +163,7 @@ class OutboxWorker:
         for row in rows:
             if row.platform not in self.transports:
                 assert row.id is not None
-                retry_later(session, message_id=row.id, worker=self.worker_id, at=now + timedelta(minutes=1),
+                retry_later(session, message_id=row.id, worker=row.claimed_by or "", at=now + timedelta(minutes=1),
                             error=f"no {row.platform} transport configured in this process")
         return []
 
@@ -197,10 +201,12 @@ class OutboxWorker:
               report: DeliveryReport) -> None:
         assert row.id is not None
         now = fixed_now or self.ctx.now()
-        give_up = row.attempts >= MAX_ATTEMPTS
+        # A permanent error (unknown channel, revoked token) gets a few tries, for the case an admin
+        # fixes it quickly, then the row is parked as dead: kept and counted, never silently dropped.
+        give_up = row.attempts >= (PERMANENT_ATTEMPTS if exc.permanent else MAX_ATTEMPTS)
         delay = exc.retry_after if exc.retry_after is not None else backoff(row.attempts, self.rng)
         with self.ctx.db.write() as session:
-            retry_later(session, message_id=row.id, worker=self.worker_id,
+            retry_later(session, message_id=row.id, worker=row.claimed_by or "",
                         at=now + timedelta(seconds=delay), error=str(exc), give_up=give_up)
         if give_up:
             report.dead += 1
@@ -260,4 +266,4 @@ class OutboxWorker:
                 if lead is not None and lead.card_posted_at is None and lead.routed_at is not None:
                     lead.card_posted_at = now
                     lead.system_delay_s = max(0.0, (now - lead.routed_at).total_seconds())
-            mark_done(session, message_id=row.id, worker=self.worker_id, now=now)
+            mark_done(session, message_id=row.id, worker=row.claimed_by or "", now=now)

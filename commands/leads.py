@@ -21,8 +21,8 @@ from sla.lead import LeadIn
 from sla.lifecycle import ATTEMPTS, OPEN, Action, Refused, Role, State, next_state
 from sla.qualification import qualify, route_team
 from sla.routing import RepLoad, choose_rep
-from storage.outbox import enqueue
 from storage.db import affected
+from storage.outbox import enqueue
 from storage.tables import Lead, LeadEvent, RepStatus, RoutingCursor
 
 
@@ -151,13 +151,13 @@ def _new_lead(session: Session, ctx: Context, lead_in: LeadIn, idempotency_key: 
     assert team is not None   # `slabot check` guarantees routing rules name real teams
     lead.team = team.key
     lead.routed_at = now
-    _assign(session, ctx, lead, team, now, exclude=frozenset(), actor="system")
+    assign(session, ctx, lead, team, now, exclude=frozenset(), actor="system")
     lead.sla_due = lead.first_touch_due
     queue_card(session, ctx, lead, now)
     return lead
 
 
-def _rep_loads(session: Session, ctx: Context, team: Team, now: datetime) -> dict[str, RepLoad]:
+def rep_loads(session: Session, ctx: Context, team: Team, now: datetime) -> dict[str, RepLoad]:
     keys = [r.key for r in team.reps]
     week_start, _ = ctx.calendar.week_bounds(now)
     open_counts = dict(session.execute(
@@ -193,7 +193,7 @@ def _cursor(session: Session, team: str, now: datetime) -> RoutingCursor:
     return cursor
 
 
-def _assign(session: Session, ctx: Context, lead: Lead, team: Team, now: datetime, *,
+def assign(session: Session, ctx: Context, lead: Lead, team: Team, now: datetime, *,
             exclude: frozenset[str], actor: str, to_rep: str | None = None, why: str = "") -> None:
     """Give the lead an owner with a fresh first-touch window, or leave it for the team to claim."""
     if to_rep is not None:
@@ -202,7 +202,7 @@ def _assign(session: Session, ctx: Context, lead: Lead, team: Team, now: datetim
     else:
         cursor = _cursor(session, team.key, now)
         choice = choose_rep(team=team, strategy=ctx.agreement.routing.strategy,
-                            loads=_rep_loads(session, ctx, team, now), last_rep=cursor.last_rep,
+                            loads=rep_loads(session, ctx, team, now), last_rep=cursor.last_rep,
                             skip_unavailable=ctx.agreement.routing.skip_unavailable, exclude=exclude)
         rep_key, reason = choice.rep, (f"{why}; " if why else "") + choice.reason
         if rep_key is not None:
@@ -233,7 +233,9 @@ def _assign(session: Session, ctx: Context, lead: Lead, team: Team, now: datetim
 def lead_clock(lead: Lead) -> LeadClock:
     assert lead.tier and lead.routed_at and lead.owner_since
     return LeadClock(tier=lead.tier, routed_at=lead.routed_at, owner_since=lead.owner_since,
-                     claimed=lead.claimed_at is not None, touched=lead.attempts > 0,
+                     # A handled claim timeout (claim_due cleared) stops that clock too.
+                     claimed=lead.claimed_at is not None or lead.claim_due is None,
+                     touched=lead.attempts > 0,
                      attempts=lead.attempts, nudge_steps_done=lead.nudge_steps_done,
                      cadence_reminded=lead.cadence_reminded, cadence_warned=lead.cadence_warned)
 
@@ -319,7 +321,7 @@ def _apply(session: Session, ctx: Context, lead: Lead, action: Action, target: S
             raise Refused(f"{to_rep} already owns this lead.")
         previous = lead.owner
         exclude = frozenset([*lead.previous_owners, *([previous] if previous else [])])
-        _assign(session, ctx, lead, team, now, exclude=exclude, actor=who, to_rep=to_rep,
+        assign(session, ctx, lead, team, now, exclude=exclude, actor=who, to_rep=to_rep,
                 why=f"reassigned by {who}")
         if lead.owner:
             notify_person(session, ctx, person_key=f"rep:{lead.owner}", now=now, lead_id=lead.id,

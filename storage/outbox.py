@@ -30,8 +30,9 @@ def enqueue(session: Session, *, dedupe_key: str, kind: str, platform: str, targ
         dedupe_key=dedupe_key, kind=kind, platform=platform, target=target, lead_id=lead_id,
         payload=payload or {}, status="pending", attempts=0, next_attempt_at=not_before or now,
         created_at=now,
-    ).on_conflict_do_nothing(index_elements=["dedupe_key"])
-    return bool(affected(session.execute(statement)))
+    ).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(col(OutboxMessage.id))
+    # RETURNING, not rowcount: PostgreSQL reports rowcount -1 for INSERT ... RETURNING.
+    return session.execute(statement).first() is not None
 
 
 def claim_batch(session: Session, *, worker: str, now: datetime, limit: int = 500) -> list[OutboxMessage]:

@@ -1,0 +1,1 @@
+"""Benchmarks for the quality targets of DESIGN.md section 5; `python -m benchmarks` prints a table."""
