@@ -62,3 +62,14 @@ def create_app(services: Services, *, run_worker: bool = False, run_scheduler: b
 
         services.transports["teams"] = install_teams(app, services)
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app as `slabot serve` runs it in each worker process (settings from the environment)."""
+    import os
+
+    from bot.services import build_services
+    from bot.settings import Settings
+
+    run = os.environ.get("SLABOT_RUN_SCHEDULER", "1") == "1"
+    return create_app(build_services(Settings()), run_worker=run, run_scheduler=run)

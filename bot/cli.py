@@ -66,15 +66,18 @@ def main() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--no-scheduler", is_flag=True, help="Do not run the periodic tick in this process.")
-def serve(host: str, port: int, no_scheduler: bool) -> None:
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Web worker processes. Safe with any number: every job is claimed in the database.")
+def serve(host: str, port: int, no_scheduler: bool, workers: int) -> None:
     """Run the web service (HTTP API, Slack, Teams) and, unless told not to, the scheduler."""
+    import os
+
     import uvicorn
 
-    from bot.app import create_app
-
-    services = _services()
-    app = create_app(services, run_worker=not no_scheduler, run_scheduler=not no_scheduler)
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    _services()   # validates settings and the agreement, and migrates SQLite, once before any worker starts
+    os.environ["SLABOT_RUN_SCHEDULER"] = "0" if no_scheduler else "1"
+    uvicorn.run("bot.app:app_from_environment", factory=True, host=host, port=port, workers=workers,
+                log_level="info", access_log=False)
 
 
 @main.command()

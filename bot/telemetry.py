@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 
 
@@ -24,12 +24,32 @@ class Telemetry:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
     def install(self, app: FastAPI) -> None:
-        @app.middleware("http")
-        async def _measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-            started = time.perf_counter()
-            response = await call_next(request)
-            route = request.scope.get("route")
-            name = getattr(route, "path", "unmatched")
-            self.latency.labels(name).observe(time.perf_counter() - started)
-            self.requests.labels(name, str(response.status_code)).inc()
-            return response
+        app.add_middleware(_Measure, telemetry=self)
+
+
+class _Measure:
+    """Pure ASGI middleware: Starlette's BaseHTTPMiddleware would cost more than a handoff itself."""
+
+    def __init__(self, app: Any, telemetry: Telemetry) -> None:
+        self.app = app
+        self.telemetry = telemetry
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_and_record(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_record)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            self.telemetry.latency.labels(route).observe(time.perf_counter() - started)
+            self.telemetry.requests.labels(route, str(status)).inc()

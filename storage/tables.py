@@ -47,6 +47,7 @@ class Lead(SQLModel, table=True):
         sa.Index("ix_lead_open_next_check", "is_open", "next_check_at"),
         sa.Index("ix_lead_team_handed_off", "team", "handed_off_at"),
         sa.Index("ix_lead_owner_open", "owner", "is_open"),
+        sa.Index("ix_lead_owner_since", "owner", "owner_since"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from bot.cards import Button, Card, Mention
@@ -200,19 +200,18 @@ def card_size(content: Mapping[str, Any]) -> int:
     return len(json.dumps(content, separators=(",", ":")).encode())
 
 
+def iter_nodes(content: Any) -> Iterator[dict[str, Any]]:
+    """Every object in a rendered card, depth first (show cards and action sets included)."""
+    if isinstance(content, dict):
+        yield content
+        for value in content.values():
+            yield from iter_nodes(value)
+    elif isinstance(content, list):
+        for item in content:
+            yield from iter_nodes(item)
+
+
 def card_verbs(content: Mapping[str, Any]) -> list[str]:
-    """Every Action.Execute verb in a rendered card, show cards and action sets included."""
-    verbs: list[str] = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            if node.get("type") == "Action.Execute" and isinstance(node.get("verb"), str):
-                verbs.append(node["verb"])
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk(content)
-    return verbs
+    """Every Action.Execute verb in a rendered card."""
+    return [node["verb"] for node in iter_nodes(content)
+            if node.get("type") == "Action.Execute" and isinstance(node.get("verb"), str)]

@@ -21,7 +21,7 @@ from bot.app import create_app
 from bot.delivery import DeliveryReport, OutboxWorker
 from bot.services import Services, build_services
 from bot.teams.auth import LoopbackAllowingValidator
-from bot.teams.render import card_verbs
+from bot.teams.render import card_verbs, iter_nodes
 from sla.agreement import Agreement, load_agreement
 from sla.clock import FixedClock
 from storage.db import Database
@@ -142,19 +142,7 @@ def texts(connector: FakeBotConnector, conversation_id: str) -> list[str]:
 
 
 def click_data(content: dict[str, Any], verb: str) -> dict[str, Any]:
-    found: list[dict[str, Any]] = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            if node.get("type") == "Action.Execute" and node.get("verb") == verb:
-                found.append(node["data"])
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk(content)
+    found = [n["data"] for n in iter_nodes(content) if n.get("type") == "Action.Execute" and n.get("verb") == verb]
     assert found, f"no {verb} button on the card"
     return dict(found[0])
 

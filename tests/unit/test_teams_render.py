@@ -20,6 +20,7 @@ from bot.teams.render import (
     card_size,
     card_verbs,
     escape,
+    iter_nodes,
     render_card,
     render_digest,
     reply_text,
@@ -54,20 +55,7 @@ def card(*, title: str = "Jane Doe", owner: Mention | None = None, actions: tupl
 
 
 def actions_of(content: Any, kind: str) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            if node.get("type") == kind:
-                found.append(node)
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk(content)
-    return found
+    return [node for node in iter_nodes(content) if node.get("type") == kind]
 
 
 def all_text(content: Any) -> str:
