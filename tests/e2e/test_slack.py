@@ -99,7 +99,8 @@ class Slack:
         started = time.monotonic()
         response = await self.post(body, sh.FORM)
         assert response.status_code == 200, response.text
-        assert time.monotonic() - started < 1.0   # acknowledged well before Slack's 3 s
+        # Behaviour, not a benchmark: Slack retries any interaction not acknowledged within 3 s.
+        assert time.monotonic() - started < 3.0
         return response
 
     async def command(self, user: str, text: str, channel: str = "C0CMD00001") -> dict[str, Any]:
@@ -812,3 +813,22 @@ def test_manifest_validates_and_points_at_real_routes(services: Services) -> Non
     assert manifest["settings"]["socket_mode_enabled"] is False
     with pytest.raises(ValueError):
         slack_manifest("bot.example.com")
+
+
+async def test_logs_hold_no_secrets_tokens_or_lead_contact_data(slack: Slack, caplog: pytest.LogCaptureFixture) -> None:
+    """Everything a full flow logs at DEBUG, including SDK loggers, is free of credentials and of the
+    lead's e-mail address and phone number (DESIGN 3.5)."""
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    created = await slack.handoff(email="jane.secret@globex.example", phone="+1 555 0199")
+    card = await posted_card(slack, MID)
+    await slack.click(EVE, card, "lead.claim")
+    await eventually(lambda: slack.lead(created["id"]).state == "claimed")
+    await slack.click(FAY, await edited(slack, card, 1), "lead.log_call")   # refused: not the owner
+    await slack.post(b"payload=%7B%7D", sh.FORM, secret="wrong-secret")    # a bad signature is logged
+    await slack.command(EVE, "status")
+    logged = "\n".join(f"{r.name} {r.getMessage()} {r.exc_text or ''}" for r in caplog.records)
+    assert logged, "nothing was logged: the test would prove nothing"
+    for secret in ("jane.secret@globex.example", "555 0199", sh.BOT_TOKEN, sh.SIGNING_SECRET, INTAKE_TOKEN):
+        assert secret not in logged, f"{secret!r} leaked into the logs"
