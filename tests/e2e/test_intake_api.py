@@ -196,3 +196,24 @@ def test_readiness_fails_before_migrations(tmp_path: Any, agreement: Any, clock:
 def test_example_lead_is_valid_contract_input() -> None:
     body = deepcopy(example())
     assert body["external_id"] and body["email"]
+
+
+def test_intake_contract_on_both_databases(any_db: Any, agreement: Any, clock: Any) -> None:
+    """The same requests give the same answers on SQLite and PostgreSQL, including after a restart."""
+    settings = make_settings(database_url=any_db.url)
+    with LiveServer(create_app(build_services(settings, clock=clock, agreement=agreement, db=any_db))) as server:
+        first = httpx.post(f"{server.url}/api/v1/leads", json=example(), headers=AUTH)
+        smb = [httpx.post(f"{server.url}/api/v1/leads", json=lead(external_id=f"pg-{i}", employees=30),
+                          headers=AUTH).json()["rep"] for i in range(2)]
+        bad = httpx.post(f"{server.url}/api/v1/leads", json=lead(email="nope", external_id="x"), headers=AUTH)
+    assert first.status_code == 201 and first.json()["first_touch_due"] == "2026-11-24T15:15:00Z"
+    assert smb == ["ana", "ben"] and bad.status_code == 422
+    from storage.db import Database
+
+    restarted = build_services(settings, clock=clock, agreement=agreement, db=Database(any_db.url))
+    with LiveServer(create_app(restarted)) as server:
+        again = httpx.post(f"{server.url}/api/v1/leads", json=example(), headers=AUTH)
+        third = httpx.post(f"{server.url}/api/v1/leads", json=lead(external_id="pg-2", employees=30), headers=AUTH)
+    assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
+    assert third.json()["rep"] == "cho"   # the round-robin cursor survived the restart
+    assert count(restarted, Lead) == 4
