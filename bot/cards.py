@@ -1,9 +1,9 @@
-"""The neutral card and reply model: what a message says, never how a platform draws it."""
+"""The neutral card model: what a lead card says, never how a platform draws it."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from sla.lifecycle import Action
@@ -93,16 +93,3 @@ class Card:
     lead_id: int
     version: int
 
-
-@dataclass(frozen=True)
-class Reply:
-    """A neutral answer to a person: a title, lines of text, and optionally a card."""
-
-    text: str
-    lines: tuple[str, ...] = ()
-    card: Card | None = None
-    private: bool = True
-    mentions: tuple[Mention, ...] = field(default_factory=tuple)
-
-    def as_text(self) -> str:
-        return "\n".join([self.text, *self.lines])

@@ -119,8 +119,4 @@ def team_channel(session: Session, agreement: Agreement, *, team: Team, platform
         return bound
     if platform == "console":
         return f"#{team.key}"
-    return person_id_channel(team, platform)
-
-
-def person_id_channel(team: Team, platform: str) -> str | None:
     return team.channel.slack if platform == "slack" else team.channel.teams if platform == "teams" else None

@@ -19,7 +19,7 @@ from commands.context import Actor, Context, person_id, team_channel
 from sla.agreement import Team
 from sla.clocks import LeadClock
 from sla.lead import LeadIn
-from sla.lifecycle import ATTEMPTS, OPEN, Action, Refused, Role, State, next_state
+from sla.lifecycle import ATTEMPTS, Action, Refused, Role, State, next_state
 from sla.qualification import qualify, route_team
 from sla.routing import RepLoad, choose_rep
 from storage.db import affected
@@ -455,6 +455,3 @@ def set_away(ctx: Context, *, rep: str, away: bool, until: datetime | None = Non
         status.away, status.away_until, status.updated_at = away, until if away else None, now
         session.add(status)
 
-
-def open_states() -> list[str]:
-    return [s.value for s in OPEN]

@@ -30,7 +30,7 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from bot.cards import Button, Card, Mention, Reply
+from bot.cards import Button, Card, Mention
 from commands.sla import CommandReply
 from sla.lifecycle import Action
 
@@ -209,17 +209,6 @@ def select_options(button: Button) -> list[Option]:
 
 
 # --- replies, command answers, digests -----------------------------------------------------
-
-
-def render_reply(reply: Reply) -> tuple[str, list[dict[str, Any]]]:
-    """A neutral Reply -> (fallback text, blocks)."""
-    blocks: list[Block] = text_blocks(reply.text, reply.lines, max_blocks=MESSAGE_BLOCKS - 12)
-    if reply.mentions:
-        blocks.append(ContextBlock(elements=[_md(" ".join(mention(m) for m in reply.mentions))]))
-    rendered = _dicts(blocks)
-    if reply.card is not None:
-        rendered += card_blocks(reply.card)
-    return clip(escape(reply.text), FALLBACK_TEXT), rendered
 
 
 def command_response(reply: CommandReply) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import pytest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
-from bot.cards import ActionPayload, Button, Card, Fact, Mention, Option, Reply
+from bot.cards import ActionPayload, Button, Card, Fact, Mention, Option
 from bot.presenters import lead_card
 from bot.slack import render
 from bot.slack.transport import api_error
@@ -196,15 +196,6 @@ def test_command_response() -> None:
     many = render.command_response(CommandReply("Many", tuple("y" * 200 for _ in range(1000))))
     assert 1 < len(many["blocks"]) <= render.MESSAGE_BLOCKS
     assert all(len(b["text"]["text"]) <= render.SECTION_TEXT for b in many["blocks"])
-
-
-def test_render_reply_with_mentions_and_card() -> None:
-    text, blocks = render.render_reply(Reply(text="Escalation <now>", lines=("Lead late",), card=card(),
-                                             mentions=(OWNER, Mention("Priya", slack="U0PRIYA001"))))
-    assert text == "Escalation &lt;now&gt;"
-    assert blocks[0]["text"]["text"] == "*Escalation &lt;now&gt;*\nLead late"
-    assert blocks[1]["elements"][0]["text"] == "<@U0ANA00001> <@U0PRIYA001>"
-    assert blocks[2]["block_id"] == "title" and blocks[-1]["type"] == "actions"
 
 
 def test_digest_message() -> None:
