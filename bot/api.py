@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from bot.services import Services
-from commands.leads import handoff, lead_summary, record_outcome
+from commands.leads import Handoff, handoff, lead_summary, record_outcome
 from sla.lead import LeadIn
 from storage.tables import InboundReceipt, Lead, LeadEvent
 
@@ -82,7 +82,7 @@ async def create_lead(request: Request, svc: ServicesDep,
         lead_in = LeadIn.model_validate(_json_body(raw))
     except ValidationError as exc:
         raise HTTPException(422, _field_errors(exc)) from None
-    result = await run_in_threadpool(handoff, svc.ctx, lead_in, idempotency_key=idempotency_key)
+    result = await svc.intake.submit(Handoff(lead_in, idempotency_key))
     if not result.duplicate:
         svc.wake_worker()
     return JSONResponse(result.body(), status_code=200 if result.duplicate else 201)

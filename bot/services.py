@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import Request
 
 from bot.delivery import OutboxWorker, Transport
+from bot.intake import IntakeBatcher
 from bot.settings import Settings
 from bot.telemetry import Telemetry
 from commands.context import Context
@@ -24,6 +25,10 @@ class Services:
     telemetry: Telemetry = field(default_factory=Telemetry)
     transports: dict[str, Transport] = field(default_factory=dict)
     worker: OutboxWorker | None = None
+    intake: IntakeBatcher = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.intake = IntakeBatcher(self.ctx)
 
     def wake_worker(self) -> None:
         if self.worker is not None:

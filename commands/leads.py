@@ -6,7 +6,7 @@ version, appends to the event log and queues the card update in the outbox.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -57,13 +57,18 @@ def add_event(session: Session, lead: Lead, *, at: datetime, actor: str, type: s
     session.execute(sa.insert(LeadEvent).values(lead_id=lead.id, at=at, actor=actor, type=type, data=data))
 
 
-def queue_card(session: Session, ctx: Context, lead: Lead, now: datetime) -> None:
-    """Queue a render of the lead's card on every platform its team has a channel on."""
+def queue_card(session: Session, ctx: Context, lead: Lead, now: datetime,
+               channels: dict[tuple[str, str], str | None] | None = None) -> None:
+    """Queue a render of the lead's card on every platform its team has a channel on.
+    `channels` caches the team-channel lookups of one transaction (a batch of handoffs)."""
     team = ctx.agreement.team(lead.team or "")
     if team is None or not lead.workable:
         return
+    cache = {} if channels is None else channels
     for platform in ctx.platforms:
-        channel = team_channel(session, ctx.agreement, team=team, platform=platform)
+        if (team.key, platform) not in cache:
+            cache[(team.key, platform)] = team_channel(session, ctx.agreement, team=team, platform=platform)
+        channel = cache[(team.key, platform)]
         if channel:
             enqueue(session, dedupe_key=f"card:{lead.id}:{platform}:v{lead.version}", kind="card",
                     platform=platform, target=channel, lead_id=lead.id, now=now,
@@ -109,28 +114,87 @@ def _find_duplicate(session: Session, lead_in: LeadIn, key: str | None) -> Lead 
     return session.execute(select(Lead).where(sa.or_(*conditions))).scalars().first()
 
 
+@dataclass(frozen=True)
+class Handoff:
+    lead: LeadIn
+    idempotency_key: str | None = None
+    actor: str = "api"
+
+
 def handoff(ctx: Context, lead_in: LeadIn, *, idempotency_key: str | None = None,
             actor: str = "api") -> IntakeResult:
     """Validate-qualify-route-store one handoff; a repeat of an earlier one returns that lead."""
+    return handoff_many(ctx, [Handoff(lead_in, idempotency_key, actor)])[0]
+
+
+def handoff_many(ctx: Context, handoffs: list[Handoff]) -> list[IntakeResult]:
+    """Many handoffs in one write transaction (group commit), each in its own savepoint.
+
+    SQLite has one writer at a time, so the cost of a handoff is the time it holds the write lock;
+    a batch shares one BEGIN/COMMIT, reads each team's rep loads and cursor once and keeps them
+    current as it assigns, so intake keeps up with bursts. Results come back in order; a lead
+    repeated within the batch, or raced in by another process, is answered as a duplicate.
+    """
     now = ctx.now()
-    try:
-        with ctx.db.write() as session:
-            existing = _find_duplicate(session, lead_in, idempotency_key)
+    results: list[IntakeResult] = []
+    with ctx.db.write() as session:
+        routing = _Routing(session, ctx, now)
+        channels: dict[tuple[str, str], str | None] = {}
+        for item in handoffs:
+            existing = _find_duplicate(session, item.lead, item.idempotency_key)
             if existing is not None:
-                return IntakeResult(existing, duplicate=True)
-            lead = _new_lead(session, ctx, lead_in, idempotency_key, now, actor)
-            return IntakeResult(lead, duplicate=False)
-    except IntegrityError:
-        # Two requests with the same id raced; the other one won. Answer as for a repeat.
-        with ctx.db.read() as session:
-            existing = _find_duplicate(session, lead_in, idempotency_key)
-        if existing is None:
-            raise
-        return IntakeResult(existing, duplicate=True)
+                results.append(IntakeResult(existing, duplicate=True))
+                continue
+            try:
+                with session.begin_nested():
+                    lead = _new_lead(session, ctx, item.lead, item.idempotency_key, now, item.actor,
+                                     routing, channels)
+                results.append(IntakeResult(lead, duplicate=False))
+            except IntegrityError:
+                # Another process inserted the same id between our check and our insert.
+                routing.forget()
+                existing = _find_duplicate(session, item.lead, item.idempotency_key)
+                if existing is None:
+                    raise
+                results.append(IntakeResult(existing, duplicate=True))
+    return results
+
+
+class _Routing:
+    """Rep loads and round-robin cursors, read once per team per transaction and kept current as
+    leads are assigned in it (SQLite's write lock, or PostgreSQL's cursor row lock, keeps other
+    writers out until commit)."""
+
+    def __init__(self, session: Session, ctx: Context, now: datetime) -> None:
+        self.session, self.ctx, self.now = session, ctx, now
+        self.loads: dict[str, dict[str, RepLoad]] = {}
+        self.cursors: dict[str, str | None] = {}
+
+    def forget(self) -> None:
+        """After a rolled-back savepoint: read everything again."""
+        self.loads.clear()
+        self.cursors.clear()
+
+    def choose(self, team: Team, exclude: frozenset[str]) -> tuple[str | None, str]:
+        if team.key not in self.loads:
+            with self.session.no_autoflush:
+                self.cursors[team.key] = _last_rep(self.session, team.key, self.now)
+                self.loads[team.key] = rep_loads(self.session, self.ctx, team, self.now)
+        loads = self.loads[team.key]
+        routing = self.ctx.agreement.routing
+        choice = choose_rep(team=team, strategy=routing.strategy, loads=loads, last_rep=self.cursors[team.key],
+                            skip_unavailable=routing.skip_unavailable, exclude=exclude)
+        if choice.rep is not None:
+            _save_cursor(self.session, team.key, choice.rep, self.now)
+            self.cursors[team.key] = choice.rep
+            load = loads.get(choice.rep, RepLoad())
+            loads[choice.rep] = replace(load, open_leads=load.open_leads + 1,
+                                        assigned_this_week=load.assigned_this_week + 1)
+        return choice.rep, choice.reason
 
 
 def _new_lead(session: Session, ctx: Context, lead_in: LeadIn, idempotency_key: str | None,
-              now: datetime, actor: str) -> Lead:
+              now: datetime, actor: str, routing: _Routing, channels: dict[tuple[str, str], str | None]) -> Lead:
     decision = qualify(ctx.agreement, lead_in)
     lead = Lead(
         external_id=lead_in.external_id, idempotency_key=idempotency_key,
@@ -148,7 +212,7 @@ def _new_lead(session: Session, ctx: Context, lead_in: LeadIn, idempotency_key: 
     if team is not None:
         # Route before the INSERT, so the lead is written once with its owner and deadlines.
         lead.team, lead.routed_at = team.key, now
-        reason = _set_owner(session, ctx, lead, team, now, exclude=frozenset(), actor="system")
+        reason = _set_owner(session, ctx, lead, team, now, exclude=frozenset(), actor="system", routing=routing)
         lead.sla_due = lead.first_touch_due
     # Intake is the hot path (hundreds a second): one Core INSERT instead of an ORM flush.
     columns = {c.name: getattr(lead, c.name) for c in Lead.__table__.columns if c.name != "id"}  # type: ignore[attr-defined]
@@ -159,7 +223,7 @@ def _new_lead(session: Session, ctx: Context, lead_in: LeadIn, idempotency_key: 
         add_event(session, lead, at=now, actor="system", type="nurture", reason=decision.nurture_reason)
         return lead
     _announce_owner(session, ctx, lead, team, now, actor="system", reason=reason)
-    queue_card(session, ctx, lead, now)
+    queue_card(session, ctx, lead, now, channels)
     return lead
 
 
@@ -212,18 +276,14 @@ def assign(session: Session, ctx: Context, lead: Lead, team: Team, now: datetime
 
 
 def _set_owner(session: Session, ctx: Context, lead: Lead, team: Team, now: datetime, *,
-               exclude: frozenset[str], actor: str, to_rep: str | None = None, why: str = "") -> str:
+               exclude: frozenset[str], actor: str, to_rep: str | None = None, why: str = "",
+               routing: _Routing | None = None) -> str:
     if to_rep is not None:
         rep_key: str | None = to_rep
         reason = why or f"assigned by {actor}"
     else:
-        with session.no_autoflush:
-            choice = choose_rep(team=team, strategy=ctx.agreement.routing.strategy,
-                                loads=rep_loads(session, ctx, team, now), last_rep=_last_rep(session, team.key, now),
-                                skip_unavailable=ctx.agreement.routing.skip_unavailable, exclude=exclude)
-        rep_key, reason = choice.rep, (f"{why}; " if why else "") + choice.reason
-        if rep_key is not None:
-            _save_cursor(session, team.key, rep_key, now)
+        rep_key, chosen_because = (routing or _Routing(session, ctx, now)).choose(team, exclude)
+        reason = (f"{why}; " if why else "") + chosen_because
     if lead.owner and lead.owner not in lead.previous_owners:
         lead.previous_owners = [*lead.previous_owners, lead.owner]
     lead.owner = rep_key

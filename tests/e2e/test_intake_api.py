@@ -217,3 +217,30 @@ def test_intake_contract_on_both_databases(any_db: Any, agreement: Any, clock: A
     assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
     assert third.json()["rep"] == "cho"   # the round-robin cursor survived the restart
     assert count(restarted, Lead) == 4
+
+
+def test_one_failing_handoff_fails_only_its_own_request(live: LiveServer, services: Services,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    import commands.leads
+
+    real = commands.leads.qualify
+
+    def qualify(agreement: Any, lead_in: Any) -> Any:
+        if lead_in.external_id == "poison":
+            raise RuntimeError("a bug hit by one lead")
+        return real(agreement, lead_in)
+
+    monkeypatch.setattr(commands.leads, "qualify", qualify)
+
+    async def fire() -> dict[str, int]:
+        async with httpx.AsyncClient(base_url=live.url, headers=AUTH) as http:
+            ids = [f"ok-{i}" for i in range(10)] + ["poison"]
+            responses = await asyncio.gather(*(http.post("/api/v1/leads", json=lead(external_id=i)) for i in ids))
+        return {i: r.status_code for i, r in zip(ids, responses, strict=True)}
+
+    codes = asyncio.run(fire())
+    assert codes.pop("poison") == 500
+    assert set(codes.values()) == {201}
+    assert count(services, Lead) == 10

@@ -211,3 +211,47 @@ def test_crm_outcomes_are_idempotent(any_db: Database, agreement: Agreement, clo
     won = record_outcome(ctx, external_id="hubspot-contact-90210", type="won", amount=None, at=None, crm_url=None)
     assert won is not None and won.state == "won" and won.bookings == 24000
     assert lead.id is not None and events(ctx, lead.id).count("opportunity_created") == 1
+
+
+def test_a_batch_of_handoffs_routes_and_dedupes_like_single_ones(any_db: Database, agreement: Agreement,
+                                                                  clock: FixedClock) -> None:
+    from commands.leads import Handoff, handoff_many
+
+    ctx = make_ctx(any_db, agreement, clock)
+    body = json.loads(EXAMPLE_LEAD.read_text())
+    items = [Handoff(LeadIn.model_validate({**body, "external_id": f"b{i % 5}", "employees": 40}))
+             for i in range(7)]                       # b0..b4, then b0 and b1 again
+    results = handoff_many(ctx, items)
+    assert [r.duplicate for r in results] == [False] * 5 + [True, True]
+    assert [r.lead.owner for r in results] == ["ana", "ben", "cho", "ana", "ben", "ana", "ben"]
+    assert results[5].lead.id == results[0].lead.id
+    set_away(ctx, rep="cho", away=True)
+    more = handoff_many(ctx, [Handoff(LeadIn.model_validate({**body, "external_id": f"c{i}", "employees": 40}))
+                              for i in range(3)])
+    assert [r.lead.owner for r in more] == ["ana", "ben", "ana"]   # the cursor and away status carry over
+    with any_db.read() as s:
+        assert len(s.execute(select(Lead)).scalars().all()) == 8
+        assert len(s.execute(select(OutboxMessage)).scalars().all()) == 8
+
+
+def test_concurrent_http_handoffs_are_all_stored_once(live: Any, services: Any) -> None:
+    import asyncio
+
+    import httpx
+
+    from tests.conftest import INTAKE_TOKEN
+
+    body = json.loads(EXAMPLE_LEAD.read_text())
+
+    async def fire() -> list[int]:
+        async with httpx.AsyncClient(base_url=live.url, headers={"Authorization": f"Bearer {INTAKE_TOKEN}"}) as http:
+            responses = await asyncio.gather(*(
+                http.post("/api/v1/leads", json={**body, "external_id": f"h{i % 40}", "employees": 40})
+                for i in range(60)))
+        return [r.status_code for r in responses]
+
+    codes = asyncio.run(fire())
+    assert sorted(codes) == [200] * 20 + [201] * 40
+    with services.ctx.db.read() as s:
+        owners = [lead.owner for lead in s.execute(select(Lead).order_by(col(Lead.id))).scalars()]
+    assert len(owners) == 40 and owners[:6] == ["ana", "ben", "cho", "ana", "ben", "cho"]
