@@ -49,7 +49,7 @@ def run(quick: bool = False) -> list[Row]:
     with tempfile.TemporaryDirectory() as tmp:
         env = {"DATABASE_URL": f"sqlite:///{Path(tmp) / 'bench.db'}", "SLABOT_AGREEMENT": str(EXAMPLE_AGREEMENT),
                "SLABOT_INTAKE_TOKEN": TOKEN}
-        with serve(env, "--no-scheduler", "--workers", "2") as url:
+        with serve(env, "--no-scheduler") as url:
             asyncio.run(_fire(url, 50, 1, "warm", 8))
             seconds = 5 if quick else 15
             lat, errors = asyncio.run(_fire(url, 100, seconds, "steady", 32))

@@ -210,14 +210,19 @@ def csv_row_to_lead(row: dict[str, str]) -> dict[str, Any]:
 
 
 @main.command()
-@click.option("--speed", default=120.0, show_default=True, help="How much faster than real time the demo runs.")
+@click.option("--speed", default=120.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="How much faster than real time the demo runs.")
 @click.option("--minutes", default=0.0, help="Stop after this many real minutes (0: run until Ctrl-C).")
+@click.option("--hours", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Stop after this many simulated hours (nights are skipped).")
 @click.option("--seed", default=7, show_default=True, help="Random seed of the simulated leads and reps.")
-def demo(speed: float, minutes: float, seed: int) -> None:
+@click.option("--db", "db_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Keep the demo's SQLite database here (default: a temporary file, deleted at the end).")
+def demo(speed: float, minutes: float, hours: float | None, seed: int, db_path: Path | None) -> None:
     """The embedded default: SQLite, the example agreement, a console chat, simulated leads."""
     from bot.demo import run_demo
 
-    run_demo(speed=speed, minutes=minutes, seed=seed)
+    run_demo(speed=speed, minutes=minutes, seed=seed, simulated_hours=hours, db_path=db_path)
 
 
 @main.group()

@@ -26,6 +26,10 @@ from storage.db import affected
 from storage.outbox import enqueue
 from storage.tables import Lead, LeadEvent, RepStatus, RoutingCursor
 
+_INSERT_EVENT = sa.insert(LeadEvent)
+_INSERT_LEAD = sa.insert(Lead).returning(col(Lead.id))
+_LEAD_COLUMNS = [c.name for c in Lead.__table__.columns if c.name != "id"]  # type: ignore[attr-defined]
+
 
 @dataclass(frozen=True)
 class IntakeResult:
@@ -54,7 +58,7 @@ def _iso(at: datetime | None) -> str | None:
 def add_event(session: Session, lead: Lead, *, at: datetime, actor: str, type: str, **data: Any) -> None:
     assert lead.id is not None
     # A Core INSERT: the log is append-only, it never needs to be an object in the session.
-    session.execute(sa.insert(LeadEvent).values(lead_id=lead.id, at=at, actor=actor, type=type, data=data))
+    session.execute(_INSERT_EVENT, {"lead_id": lead.id, "at": at, "actor": actor, "type": type, "data": data})
 
 
 def queue_card(session: Session, ctx: Context, lead: Lead, now: datetime,
@@ -214,9 +218,10 @@ def _new_lead(session: Session, ctx: Context, lead_in: LeadIn, idempotency_key: 
         lead.team, lead.routed_at = team.key, now
         reason = _set_owner(session, ctx, lead, team, now, exclude=frozenset(), actor="system", routing=routing)
         lead.sla_due = lead.first_touch_due
-    # Intake is the hot path (hundreds a second): one Core INSERT instead of an ORM flush.
-    columns = {c.name: getattr(lead, c.name) for c in Lead.__table__.columns if c.name != "id"}  # type: ignore[attr-defined]
-    lead.id = session.execute(sa.insert(Lead).values(columns).returning(col(Lead.id))).scalar_one()
+    # Intake is the hot path (hundreds a second): one Core INSERT, built once and compiled once,
+    # with the values as parameters (an ORM flush or `.values()` costs more than the write itself).
+    row = {name: getattr(lead, name) for name in _LEAD_COLUMNS}
+    lead.id = session.execute(_INSERT_LEAD, row).scalar_one()
     add_event(session, lead, at=now, actor=actor, type="received", score=decision.score,
               reasons=decision.reasons, agreement_version=ctx.agreement.version)
     if team is None:
@@ -261,11 +266,17 @@ def _last_rep(session: Session, team: str, now: datetime) -> str | None:
     return last
 
 
+_CURSOR_UPSERT: dict[str, Any] = {}
+
+
 def _save_cursor(session: Session, team: str, rep: str, now: datetime) -> None:
     dialect = session.get_bind().dialect.name
-    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(RoutingCursor)
-    session.execute(insert.values(team=team, last_rep=rep, updated_at=now).on_conflict_do_update(
-        index_elements=["team"], set_={"last_rep": rep, "updated_at": now}))
+    if dialect not in _CURSOR_UPSERT:
+        insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(RoutingCursor)
+        _CURSOR_UPSERT[dialect] = insert.on_conflict_do_update(
+            index_elements=["team"], set_={"last_rep": insert.excluded.last_rep,
+                                           "updated_at": insert.excluded.updated_at})
+    session.execute(_CURSOR_UPSERT[dialect], {"team": team, "last_rep": rep, "updated_at": now})
 
 
 def assign(session: Session, ctx: Context, lead: Lead, team: Team, now: datetime, *,

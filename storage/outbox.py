@@ -17,22 +17,28 @@ from storage.tables import MessageRef, OutboxMessage
 STALE_CLAIM = timedelta(minutes=2)
 
 
-def _insert(session: Session) -> Any:
-    dialect = session.get_bind().dialect.name
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(OutboxMessage)
+_ENQUEUE: dict[str, Any] = {}
+
+
+def _enqueue_statement(dialect: str) -> Any:
+    """INSERT ... ON CONFLICT (dedupe_key) DO NOTHING RETURNING id, built once per dialect (RETURNING,
+    not rowcount: PostgreSQL reports rowcount -1 for INSERT ... RETURNING)."""
+    if dialect not in _ENQUEUE:
+        insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(OutboxMessage)
+        _ENQUEUE[dialect] = insert.on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(
+            col(OutboxMessage.id))
+    return _ENQUEUE[dialect]
 
 
 def enqueue(session: Session, *, dedupe_key: str, kind: str, platform: str, target: str,
             now: datetime, payload: dict[str, Any] | None = None, lead_id: int | None = None,
             not_before: datetime | None = None) -> bool:
     """Queue one effect; False if an effect with this key was queued before (sent or not)."""
-    statement = _insert(session).values(
-        dedupe_key=dedupe_key, kind=kind, platform=platform, target=target, lead_id=lead_id,
-        payload=payload or {}, status="pending", attempts=0, next_attempt_at=not_before or now,
-        created_at=now,
-    ).on_conflict_do_nothing(index_elements=["dedupe_key"]).returning(col(OutboxMessage.id))
-    # RETURNING, not rowcount: PostgreSQL reports rowcount -1 for INSERT ... RETURNING.
-    return session.execute(statement).first() is not None
+    statement = _enqueue_statement(session.get_bind().dialect.name)
+    row = {"dedupe_key": dedupe_key, "kind": kind, "platform": platform, "target": target, "lead_id": lead_id,
+           "payload": payload or {}, "status": "pending", "attempts": 0, "next_attempt_at": not_before or now,
+           "created_at": now}
+    return session.execute(statement, row).first() is not None
 
 
 def claim_batch(session: Session, *, worker: str, now: datetime, limit: int = 500) -> list[OutboxMessage]:
