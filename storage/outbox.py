@@ -14,7 +14,11 @@ from storage.db import affected
 from storage.tables import MessageRef, OutboxMessage
 
 #: A row claimed longer ago than this belongs to a worker that died: it may be claimed again.
-STALE_CLAIM = timedelta(minutes=2)
+STALE_CLAIM = timedelta(minutes=5)
+#: Rows one claim takes per channel. A worker sends a lane's rows one after another (Slack allows
+#: about 1 post/s per channel), so a lane must finish well inside STALE_CLAIM: otherwise another
+#: worker would take over rows still waiting in a live worker's lane and post them twice.
+PER_LANE = 30
 
 
 _ENQUEUE: dict[str, Any] = {}
@@ -41,7 +45,8 @@ def enqueue(session: Session, *, dedupe_key: str, kind: str, platform: str, targ
     return session.execute(statement, row).first() is not None
 
 
-def claim_batch(session: Session, *, worker: str, now: datetime, limit: int = 500) -> list[OutboxMessage]:
+def claim_batch(session: Session, *, worker: str, now: datetime, limit: int = 5000,
+                per_lane: int = PER_LANE) -> list[OutboxMessage]:
     """Claim due rows for this worker.
 
     Here lay dragons: two workers may run this at once. On PostgreSQL the SELECT skips rows
@@ -53,7 +58,12 @@ def claim_batch(session: Session, *, worker: str, now: datetime, limit: int = 50
         sa.and_(col(OutboxMessage.status) == "pending", col(OutboxMessage.next_attempt_at) <= now),
         sa.and_(col(OutboxMessage.status) == "sending", col(OutboxMessage.claimed_at) < stale),
     )
-    query = select(OutboxMessage.id).where(due).order_by(col(OutboxMessage.id)).limit(limit)
+    lane = (col(OutboxMessage.platform), col(OutboxMessage.target))
+    ranked = select(OutboxMessage.id, sa.func.row_number().over(partition_by=lane, order_by=col(OutboxMessage.id))
+                    .label("rank")).where(due).subquery()
+    first_of_each_lane = select(ranked.c.id).where(ranked.c.rank <= per_lane)
+    query = select(OutboxMessage.id).where(col(OutboxMessage.id).in_(first_of_each_lane)) \
+        .order_by(col(OutboxMessage.id)).limit(limit)
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
     ids = list(session.execute(query).scalars())
