@@ -71,6 +71,17 @@ def person_id(person: Person, platform: str) -> str | None:
     return person.name
 
 
+def dm_target(person: Person, platform: str) -> str | None:
+    """How a direct message to `person` is addressed on a platform: their platform id, else their
+    e-mail (`email:ADDRESS` on Slack, resolved with users.lookupByEmail; Teams resolves e-mails
+    through the connector's member lookup)."""
+    if platform == "teams":
+        return person.teams or person.email
+    if platform == "slack":
+        return person.slack or (f"email:{person.email}" if person.email else None)
+    return person_id(person, platform)
+
+
 def _same(person: Person, platform: str, user_id: str, email: str | None) -> bool:
     pid = person_id(person, platform)
     if pid is not None and pid == user_id:

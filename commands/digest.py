@@ -33,8 +33,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from commands.chart import cumulative_chart_png
-from commands.context import Context, person_id, team_channel
-from sla.agreement import WEEKDAYS, Person, Team
+from commands.context import Context, dm_target, team_channel
+from sla.agreement import WEEKDAYS, Team
 from sla.clock import as_utc
 from sla.metrics import elapsed_fraction
 from storage.metrics import status
@@ -255,13 +255,6 @@ class Recipient:
         return f"digest:{self.period_key(day)}"
 
 
-def _dm_target(person: Person, platform: str) -> str | None:
-    """Same addressing as commands.leads.notify_person: Teams falls back to the e-mail."""
-    if platform == "teams":
-        return person.teams or person.email
-    return person_id(person, platform)
-
-
 def due_recipients(session: Session, ctx: Context, *, now: datetime, force: bool = False) -> list[Recipient]:
     """Everyone whose digest is due at `now` (today, on a scheduled day, at or after its local time),
     whether or not it was sent already. `force` ignores the schedule (`slabot digest --send`)."""
@@ -284,12 +277,12 @@ def _expand(session: Session, ctx: Context, audience: str) -> list[Recipient]:
     for platform in ctx.platforms:
         if audience in ("marketing_vp", "sales_vp"):
             person = getattr(agreement.people, audience)
-            target = _dm_target(person, platform) if person is not None else None
+            target = dm_target(person, platform) if person is not None else None
             if target:
                 recipients.append(Recipient(audience, platform, target, "user", None))
         elif audience == "managers":
             for team in agreement.teams:
-                target = _dm_target(team.manager, platform) if team.manager is not None else None
+                target = dm_target(team.manager, platform) if team.manager is not None else None
                 if target:
                     recipients.append(Recipient(f"manager:{team.key}", platform, target, "user", team.key))
         elif audience == "team_channels":

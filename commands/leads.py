@@ -15,7 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from commands.context import Actor, Context, person_id, team_channel
+from commands.context import Actor, Context, dm_target, team_channel
 from sla.agreement import Team
 from sla.clocks import LeadClock
 from sla.lead import LeadIn
@@ -86,7 +86,7 @@ def notify_person(session: Session, ctx: Context, *, person_key: str, dedupe: st
     if person is None:
         return
     for platform in ctx.platforms:
-        target = person_id(person, platform) if platform != "teams" else (person.teams or person.email)
+        target = dm_target(person, platform)
         if target:
             enqueue(session, dedupe_key=f"{dedupe}:{platform}", kind="dm", platform=platform,
                     target=target, lead_id=lead_id, now=now, payload={"text": text})

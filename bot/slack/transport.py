@@ -120,6 +120,7 @@ class SlackTransport:
         self.post_interval = post_interval
         self.history_pages = history_pages
         self._dm_channels: dict[str, str] = {}
+        self._users_by_email: dict[str, str] = {}
 
     def min_interval(self, kind: str) -> float:
         # Ephemerals (chat.postEphemeral, Tier 4) are not channel posts; everything else is.
@@ -141,13 +142,23 @@ class SlackTransport:
         return Posted(str(response.get("channel") or channel), str(response["ts"]))
 
     async def conversation(self, target: str) -> str:
-        """The channel id for a target: a user id becomes the bot's DM with that user."""
+        """The channel id for a target: a user id (or `email:ADDRESS`, looked up once) becomes the
+        bot's DM with that user."""
+        if target.startswith("email:"):
+            target = await self._user_by_email(target.removeprefix("email:"))
         if not _is_user(target):
             return target
         if target not in self._dm_channels:
             response = await self._api("conversations.open", self.client.conversations_open(users=target))
             self._dm_channels[target] = str(response["channel"]["id"])
         return self._dm_channels[target]
+
+    async def _user_by_email(self, email: str) -> str:
+        """A person the agreement names only by e-mail (never logged: the error names no address)."""
+        if email not in self._users_by_email:
+            response = await self._api("users.lookupByEmail", self.client.users_lookupByEmail(email=email))
+            self._users_by_email[email] = str(response["user"]["id"])
+        return self._users_by_email[email]
 
     # --- cards -------------------------------------------------------------------------------
 

@@ -550,6 +550,30 @@ async def test_transport_messages_dm_channel_ephemeral_digest(services: Services
     assert files[0].channels == [posted.channel] and files[0].content.startswith(b"\x89PNG")
 
 
+async def test_people_known_only_by_email_get_their_direct_messages(services: Services, fake: FakeSlack,
+                                                                    agreement: Agreement) -> None:
+    """The contract matches people by `slack:` id, else by e-mail: a nudge to a manager the agreement
+    names only by e-mail reaches them through users.lookupByEmail (looked up once)."""
+    from bot.delivery import TransportError
+    from commands.context import dm_target
+
+    create_app(services)
+    transport = services.transports["slack"]
+    manager = agreement.team("smb").manager  # type: ignore[union-attr]
+    assert manager is not None
+    by_email = manager.model_copy(update={"slack": None})
+    target = dm_target(by_email, "slack")
+    assert target == "email:priya@acme.example"
+    fake.users[PRIYA] = {"email": "priya@acme.example", "name": "priya"}
+    for outbox_id in (201, 202):
+        sent = await transport.send_message("dm", target, {"text": "Lead X is late"}, outbox_id=outbox_id)
+        assert sent is not None and sent.channel == fake.dms[PRIYA]
+    assert len(fake.calls_to("users.lookupByEmail")) == 1
+    with pytest.raises(TransportError) as unknown:
+        await transport.send_message("dm", "email:nobody@acme.example", {"text": "x"}, outbox_id=203)
+    assert unknown.value.permanent and "nobody@acme.example" not in str(unknown.value)
+
+
 @pytest.mark.parametrize(("error", "permanent"), [("channel_not_found", True), ("not_in_channel", True),
                                                   ("is_archived", True), ("internal_error", False)])
 async def test_transport_maps_slack_errors(services: Services, fake: FakeSlack, error: str,
