@@ -27,16 +27,18 @@ import traceback
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Generic, Self, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 __all__ = [
     "BackgroundHTTPServer",
     "FakeRequest",
     "FakeResponse",
+    "RecordingServer",
     "json_response",
     "parse_multipart",
     "parse_query",
+    "serve_forever",
 ]
 
 
@@ -300,3 +302,44 @@ class BackgroundHTTPServer:
     def handle(self, request: FakeRequest) -> FakeResponse:
         """Answer one request. Runs on a server thread; must be thread-safe."""
         raise NotImplementedError
+
+
+CallT = TypeVar("CallT")
+
+
+class RecordingServer(BackgroundHTTPServer, Generic[CallT]):
+    """A fake that records every call, and the calls its rate limit refused, under one lock."""
+
+    def __init__(self, *, port: int = 0, latency: float = 0.0) -> None:
+        super().__init__(port=port, latency=latency)
+        self._lock = threading.RLock()
+        self._calls: list[CallT] = []
+        self._rejected: list[CallT] = []
+
+    @property
+    def calls(self) -> list[CallT]:
+        """Every request so far, in processing order."""
+        with self._lock:
+            return list(self._calls)
+
+    @property
+    def rejected(self) -> list[CallT]:
+        """Calls refused by the fake's rate limit."""
+        with self._lock:
+            return list(self._rejected)
+
+    def reset_calls(self) -> None:
+        """Forget recorded calls and rate-limit rejections (what the fake stored stays)."""
+        with self._lock:
+            self._calls.clear()
+            self._rejected.clear()
+
+
+def serve_forever(url: str) -> None:
+    """Standalone mode: print the fake's URL for the caller, then serve until Ctrl-C or SIGTERM."""
+    print(url, flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass

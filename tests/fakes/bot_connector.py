@@ -38,14 +38,13 @@ import hashlib
 import itertools
 import json
 import math
-import threading
 import time
 from collections import defaultdict, deque
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import unquote
 
-from . import BackgroundHTTPServer, FakeRequest, FakeResponse, json_response
+from . import FakeRequest, FakeResponse, RecordingServer, json_response, serve_forever
 
 __all__ = ["ActivityUpdate", "Call", "FakeBotConnector", "SentActivity"]
 
@@ -137,7 +136,7 @@ def _error_body(status: int, message: str) -> dict[str, Any]:
     return {"error": {"code": _ERROR_CODES.get(status, "ServiceError"), "message": message}}
 
 
-class FakeBotConnector(BackgroundHTTPServer):
+class FakeBotConnector(RecordingServer["Call"]):
     """Fake Bot Framework connector. See the module docstring for scope.
 
     Settable by tests at any time: :attr:`members`, :attr:`rate_limit_per_conversation`,
@@ -154,7 +153,6 @@ class FakeBotConnector(BackgroundHTTPServer):
     ) -> None:
         super().__init__(port=port, latency=latency)
         self.region = region.strip("/")
-        self._lock = threading.RLock()
         #: member directory: ``{"29:ana": {"id": "29:ana", "name": ..., "aadObjectId": ...}}``
         self.members: dict[str, dict[str, Any]] = {}
         #: max accepted send/reply/update per conversation per sliding window (None = off)
@@ -164,8 +162,6 @@ class FakeBotConnector(BackgroundHTTPServer):
         #: answer 401 to requests without an Authorization header
         self.require_auth = require_auth
         self._ids = itertools.count(int(time.time() * 1000))
-        self._calls: list[Call] = []
-        self._rejected: list[Call] = []
         self._conversations: dict[str, list[SentActivity]] = {}
         self._by_id: dict[tuple[str, str], SentActivity] = {}
         self._all: list[SentActivity] = []
@@ -198,22 +194,10 @@ class FakeBotConnector(BackgroundHTTPServer):
         with self._lock:
             self._faults[kind].append(_Fault(status, times, retry_after))
 
-    @property
-    def calls(self) -> list[Call]:
-        """Every request so far, in processing order."""
-        with self._lock:
-            return list(self._calls)
-
     def calls_of(self, kind: str) -> list[Call]:
         """Recorded calls of one operation kind (``send``, ``reply``, ``update``, ...)."""
         with self._lock:
             return [c for c in self._calls if c.kind == kind]
-
-    @property
-    def rejected(self) -> list[Call]:
-        """Calls refused by :attr:`rate_limit_per_conversation`."""
-        with self._lock:
-            return list(self._rejected)
 
     def activities(self, conversation_id: str | None = None) -> list[SentActivity]:
         """Sent activities (current versions, including the first activity of created
@@ -275,12 +259,6 @@ class FakeBotConnector(BackgroundHTTPServer):
                 "per_conversation": dict(per_conversation),
                 "per_channel": dict(per_channel),
             }
-
-    def reset_calls(self) -> None:
-        """Forget recorded calls and rate-limit rejections (stored activities stay)."""
-        with self._lock:
-            self._calls.clear()
-            self._rejected.clear()
 
     # -- HTTP entry point -----------------------------------------------------------------
     def handle(self, request: FakeRequest) -> FakeResponse:
@@ -532,12 +510,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     with FakeBotConnector(port=args.port) as fake:
         fake.rate_limit_per_conversation = args.rate_limit_per_conversation
-        print(fake.service_url, flush=True)
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            pass
+        serve_forever(fake.service_url)
 
 
 if __name__ == "__main__":

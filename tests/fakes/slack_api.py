@@ -30,7 +30,6 @@ import argparse
 import hashlib
 import itertools
 import json
-import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -41,12 +40,13 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from . import (
-    BackgroundHTTPServer,
     FakeRequest,
     FakeResponse,
+    RecordingServer,
     json_response,
     parse_multipart,
     parse_query,
+    serve_forever,
 )
 
 __all__ = [
@@ -230,7 +230,7 @@ def _dedupe_key(metadata: dict[str, Any] | None) -> tuple[str, ...] | None:
     return None
 
 
-class FakeSlack(BackgroundHTTPServer):
+class FakeSlack(RecordingServer["Call"]):
     """Fake Slack Web API. See the module docstring for scope.
 
     Settable by tests at any time: :attr:`users`, :attr:`channel_not_found`,
@@ -239,7 +239,6 @@ class FakeSlack(BackgroundHTTPServer):
 
     def __init__(self, *, port: int = 0, latency: float = 0.0, ts_start: int | None = None) -> None:
         super().__init__(port=port, latency=latency)
-        self._lock = threading.RLock()
         #: user directory: ``{"U0ANA00001": {"email": ..., "tz": ..., "name": ...}}``
         self.users: dict[str, dict[str, Any]] = {}
         #: channels where chat.* / conversations.history fail with ``channel_not_found``
@@ -249,8 +248,6 @@ class FakeSlack(BackgroundHTTPServer):
         self._ts_counter = itertools.count(1)
         self._ts_start = int(time.time()) if ts_start is None else ts_start
         self._ids = itertools.count(1)
-        self._calls: list[Call] = []
-        self._rejected: list[Call] = []
         self._messages: dict[str, list[SlackMessage]] = defaultdict(list)
         self._by_ts: dict[tuple[str, str], SlackMessage] = {}
         self._posts: list[SlackMessage] = []
@@ -319,22 +316,10 @@ class FakeSlack(BackgroundHTTPServer):
         with self._lock:
             self._revoked[token] = error
 
-    @property
-    def calls(self) -> list[Call]:
-        """Every request so far, in processing order."""
-        with self._lock:
-            return list(self._calls)
-
     def calls_to(self, method: str) -> list[Call]:
         """Recorded calls of one API method (e.g. ``"chat.postMessage"``)."""
         with self._lock:
             return [c for c in self._calls if c.method == method]
-
-    @property
-    def rejected(self) -> list[Call]:
-        """chat.postMessage calls refused by :attr:`rate_limit_per_channel`."""
-        with self._lock:
-            return list(self._rejected)
 
     def posts(self, channel: str | None = None) -> list[SlackMessage]:
         """Accepted chat.postMessage calls as posted (later edits not applied), in order."""
@@ -409,12 +394,6 @@ class FakeSlack(BackgroundHTTPServer):
                 "per_channel": dict(self._per_channel),
                 "duplicate_posts": len(self._duplicates),
             }
-
-    def reset_calls(self) -> None:
-        """Forget recorded calls and rate-limit rejections (stored messages stay)."""
-        with self._lock:
-            self._calls.clear()
-            self._rejected.clear()
 
     # -- HTTP entry point -----------------------------------------------------------------
     def handle(self, request: FakeRequest) -> FakeResponse:
@@ -881,12 +860,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     with FakeSlack(port=args.port) as fake:
         fake.rate_limit_per_channel = args.rate_limit_per_channel
-        print(fake.base_url, flush=True)
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            pass
+        serve_forever(fake.base_url)
 
 
 if __name__ == "__main__":
