@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
-EXAMPLE_AGREEMENT = SHARED / "contract" / "agreement.example.yaml"
-EXAMPLE_LEAD = SHARED / "contract" / "lead.example.json"
+EXAMPLE_AGREEMENT = ROOT / "examples" / "agreement.yaml"
+EXAMPLE_LEAD = ROOT / "examples" / "lead.json"
 
 
 @dataclass

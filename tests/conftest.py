@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -23,12 +24,15 @@ from sla.agreement import Agreement, load_agreement
 from sla.clock import FixedClock
 from storage.db import Database
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-if not SHARED.exists():  # CI clones the repo with shared/ beside it
-    SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-EXAMPLE_AGREEMENT = SHARED / "contract" / "agreement.example.yaml"
-EXAMPLE_LEAD = SHARED / "contract" / "lead.example.json"
-REFERENCE = SHARED / "reference"
+ROOT = Path(__file__).resolve().parents[1]
+#: The user-facing examples (examples/README.md) and the test data (tests/fixtures/SOURCES.md):
+#: everything the tests read lives in the repo.
+EXAMPLES = ROOT / "examples"
+EXAMPLE_AGREEMENT = EXAMPLES / "agreement.yaml"
+EXAMPLE_LEAD = EXAMPLES / "lead.json"
+EXAMPLE_OUTCOME = EXAMPLES / "outcome.json"
+FIXTURES = ROOT / "tests" / "fixtures"
+REFERENCE = FIXTURES  # the former name, for code written before the fixtures moved into the repo
 INTAKE_TOKEN = "test-intake-token"
 #: Tuesday 2026-11-24 10:00 in New York: inside business hours, after the DST change.
 T0 = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
@@ -85,7 +89,7 @@ def db(tmp_path: Path) -> Iterator[Database]:
 
 
 def make_settings(**overrides: object) -> Settings:
-    values: dict[str, object] = {"slabot_intake_token": INTAKE_TOKEN, "slabot_agreement": str(EXAMPLE_AGREEMENT)}
+    values: dict[str, Any] = {"slabot_intake_token": INTAKE_TOKEN, "slabot_agreement": str(EXAMPLE_AGREEMENT)}
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 

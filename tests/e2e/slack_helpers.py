@@ -1,5 +1,5 @@
 """Signed Slack requests for end-to-end tests: the real payload shapes (bolt-python's test fixtures in
-shared/reference) with our ids, signed with Slack's v0 HMAC scheme."""
+tests/fixtures) with our ids, signed with Slack's v0 HMAC scheme."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-from tests.conftest import REFERENCE
+from tests.conftest import FIXTURES
 
-PAYLOADS = REFERENCE / "slack_payloads" / "bolt_python_tests"
+PAYLOADS = FIXTURES / "slack_payloads" / "bolt_python_tests"
 SIGNING_SECRET = "test-signing-secret-0123456789abcdef"
 BOT_TOKEN = "xoxb-test"
 TEAM_ID = "T0ACME001"

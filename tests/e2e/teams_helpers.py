@@ -1,4 +1,4 @@
-"""Teams activities for end-to-end tests: the documented shapes in shared/reference/teams_activities
+"""Teams activities for end-to-end tests: the documented shapes in tests/fixtures/teams_activities
 with our ids and the fake connector's serviceUrl, plus Bot Framework tokens signed with a local key."""
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ import yaml
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from tests.conftest import EXAMPLE_AGREEMENT, REFERENCE
+from tests.conftest import EXAMPLE_AGREEMENT, FIXTURES
 
-ACTIVITIES = REFERENCE / "teams_activities"
-CARD_SCHEMA = REFERENCE / "adaptive_cards_schema" / "adaptive-card.v1.5.0.json"
-MANIFEST_SCHEMA = REFERENCE / "teams_manifest_schema" / "MicrosoftTeams.schema.v1.17.json"
+ACTIVITIES = FIXTURES / "teams_activities"
+CARD_SCHEMA = FIXTURES / "adaptive_cards_schema" / "adaptive-card.v1.5.0.json"
+MANIFEST_SCHEMA = FIXTURES / "teams_manifest_schema" / "MicrosoftTeams.schema.v1.17.json"
 
 TENANT = "b28fdbfd-2b78-4f93-b0f8-8881793f0f8f"
 BOT = {"id": "28:608cacfd-1cea-40c9-b678-4b93e69bb72b", "name": "slabot"}

@@ -15,9 +15,9 @@ from bot.app import create_app
 from bot.services import Services, build_services
 from storage.db import Database
 from storage.tables import Lead
-from tests.conftest import REFERENCE, LiveServer, make_settings
+from tests.conftest import FIXTURES, LiveServer, make_settings
 
-HUBSPOT = REFERENCE / "webhooks" / "hubspot"
+HUBSPOT = FIXTURES / "webhooks" / "hubspot"
 SECRET = "yyyyyyyy-yyyy-yyyy-yyyy-yyyyyyyyyyyy"
 
 

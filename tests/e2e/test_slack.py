@@ -31,7 +31,7 @@ from sla.agreement import Agreement
 from sla.clock import FixedClock
 from storage.db import Database
 from storage.tables import ChannelBinding, InboundReceipt, Lead, MessageRef, OutboxMessage, RepStatus
-from tests.conftest import EXAMPLE_LEAD, INTAKE_TOKEN, REFERENCE, T0, LiveServer, make_settings
+from tests.conftest import EXAMPLE_LEAD, FIXTURES, INTAKE_TOKEN, T0, LiveServer, make_settings
 from tests.e2e import slack_helpers as sh
 from tests.fakes.slack_api import FakeSlack, SlackMessage
 
@@ -767,7 +767,7 @@ async def test_url_verification_challenge(slack: Slack) -> None:
 
 
 def test_signing_helper_matches_slacks_documented_example() -> None:
-    vectors = json.loads((REFERENCE / "slack_payloads" / "signature_vectors.json").read_text())["vectors"]
+    vectors = json.loads((FIXTURES / "slack_payloads" / "signature_vectors.json").read_text())["vectors"]
     for vector in vectors:
         assert sh.signature(vector["signing_secret"], vector["x_slack_request_timestamp"],
                             vector["raw_body"].encode()) == vector["x_slack_signature"], vector["name"]
@@ -803,7 +803,7 @@ async def test_socket_mode_starts_with_the_app_and_uses_the_same_listeners(
 
 
 def test_manifest_validates_and_points_at_real_routes(services: Services) -> None:
-    schemas = REFERENCE / "slack_manifest_schema"
+    schemas = FIXTURES / "slack_manifest_schema"
     root = json.loads((schemas / "manifest.schema.json").read_text())
     registry: Registry[Any] = Registry()
     for version in ("1.0.0", "2.0.0"):
