@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from sla.agreement import Agreement, Condition
+from sla.keys import segment_key
 from sla.lead import LeadIn
 
 
@@ -31,6 +32,15 @@ def _one_of(wanted: str | list[str] | None, actual: str | None) -> bool:
     return actual is not None and actual.lower() in {o.lower() for o in options}
 
 
+def _same_key(wanted: str | list[str] | None, actual: str | None) -> bool:
+    """`source` and `offer` compare as segment keys (contract: normalized values match)."""
+    if wanted is None:
+        return True
+    options = [wanted] if isinstance(wanted, str) else wanted
+    key = segment_key(actual)
+    return key is not None and key in {segment_key(o) for o in options}
+
+
 def matches(when: Condition, lead: LeadIn, score: int | None = None) -> bool:
     """Every key of the condition must hold; an unknown fact (say, no employee count) never matches."""
     employees = lead.employees
@@ -43,8 +53,8 @@ def matches(when: Condition, lead: LeadIn, score: int | None = None) -> bool:
         when.employees_at_most is None or (employees is not None and employees <= when.employees_at_most),
         when.score_at_least is None or (score is not None and score >= when.score_at_least),
         when.score_below is None or (score is not None and score < when.score_below),
-        _one_of(when.source, lead.source),
-        _one_of(when.offer, lead.offer),
+        _same_key(when.source, lead.source),
+        _same_key(when.offer, lead.offer),
         _one_of(when.campaign, lead.campaign),
         _one_of(when.country, lead.country),
         _one_of(when.stage, lead.stage),
