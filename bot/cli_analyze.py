@@ -203,8 +203,8 @@ def analyze(history: Path | None, maps: tuple[str, ...], by_text: str, baseline_
     else:
         for line in render_report(data):
             click.echo(line)
-        if out is not None:
-            click.echo(f"\nwrote the segments: block to {out}")
+    if out is not None:
+        click.echo(f"wrote the segments: block to {out}", err=True)   # stdout ends with the block
 
 
 def _from_db(options: Options, since: str | None, until: str | None) -> Report:
