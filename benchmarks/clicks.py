@@ -44,7 +44,7 @@ from storage.db import Database
 from storage.tables import Lead
 from tests.fakes.slack_api import FakeSlack
 
-TOKEN = "bench-token"
+TOKEN = "bench-token-of-at-least-32-characters"   # serve refuses shorter ones
 CONCURRENCY = 50
 INTERVAL = 0.5
 TARGET_MS = 100.0

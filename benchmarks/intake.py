@@ -15,7 +15,7 @@ import aiohttp
 
 from benchmarks.common import EXAMPLE_AGREEMENT, EXAMPLE_LEAD, Row, percentile, serve
 
-TOKEN = "bench-token"
+TOKEN = "bench-token-of-at-least-32-characters"   # serve refuses shorter ones
 
 
 async def _fire(url: str, rate: float, seconds: float, prefix: str, connections: int) -> tuple[list[float], int]:

@@ -26,7 +26,7 @@ from benchmarks.common import EXAMPLE_AGREEMENT, EXAMPLE_LEAD, Row, serve
 from benchmarks.history import END, history_db, url
 from tests.fakes.slack_api import FakeSlack
 
-TOKEN = "bench-token"
+TOKEN = "bench-token-of-at-least-32-characters"   # serve refuses shorter ones
 TARGET_MB = 250.0
 SIGNING_SECRET = "bench-signing-secret-0123456789abcdef"
 TEAM_ID = "T0ACME001"

@@ -42,6 +42,8 @@ def create_app(services: Services, *, run_worker: bool = False, run_scheduler: b
         finally:
             if scheduler is not None:
                 scheduler.shutdown(wait=False)
+            if run_worker and services.worker is not None:
+                await services.worker.stop()   # claimed rows not yet sent go back to pending at once
             for task in tasks:
                 task.cancel()
             for hook in app.state.shutdown_hooks:
@@ -73,8 +75,12 @@ def app_from_environment() -> FastAPI:
     """The app as `slabot serve` runs it in each worker process (settings from the environment)."""
     import os
 
+    from bot.logs import configure_logging
     from bot.services import build_services
     from bot.settings import Settings
 
+    settings = Settings()
+    # Each `--workers` process is a fresh interpreter: it configures logging as the CLI did.
+    configure_logging(level=settings.slabot_log_level, fmt=settings.slabot_log_format)
     run = os.environ.get("SLABOT_RUN_SCHEDULER", "1") == "1"
-    return create_app(build_services(Settings()), run_worker=run, run_scheduler=run)
+    return create_app(build_services(settings), run_worker=run, run_scheduler=run)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import errno
 import json
+import socket
 import sys
 from collections import Counter
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,6 +19,85 @@ from pydantic import ValidationError
 
 from sla.agreement import AgreementError, load_agreement
 
+#: Largest CSV field `slabot import` reads (Python's csv default): a bigger one is not a lead.
+CSV_FIELD_LIMIT = 128 * 1024
+
+
+class Refusal(click.ClickException):
+    """A mistake the operator can fix: one line saying what to do, exit 2, no traceback."""
+
+    exit_code = 2
+
+
+def _first_line(text: object) -> str:
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    return lines[0] if lines else ""
+
+
+def explain(exc: BaseException) -> str | None:
+    """One line for an error an operator can fix, or None when it is not one of those (a bug)."""
+    import sqlalchemy.exc as sa_exc
+
+    from bot.logs import safe_database_url
+    from bot.settings import Settings
+
+    def configured_url() -> str:
+        try:
+            return str(Settings().database_url)
+        except ValidationError:
+            return ""
+
+    if isinstance(exc, sa_exc.ArgumentError | sa_exc.NoSuchModuleError) or (
+            isinstance(exc, ModuleNotFoundError) and exc.name in ("MySQLdb", "pymysql", "cx_Oracle", "pyodbc")):
+        return ("DATABASE_URL is not a database URL slabot can use: write sqlite:///./slabot.db (a file) "
+                "or postgresql://USER:PASSWORD@HOST/DATABASE")
+    if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
+        reason = _first_line(getattr(exc, "orig", None) or exc)
+        return (f"cannot use the database {safe_database_url(configured_url())}: {reason}; check DATABASE_URL "
+                "and that the database server is running and reachable")
+    if isinstance(exc, sa_exc.ProgrammingError):
+        return (f"the database answered an error ({_first_line(getattr(exc, 'orig', None) or exc)}): "
+                "run `slabot db upgrade`, and check DATABASE_URL points at slabot's database")
+    return None
+
+
+class SlabotGroup(click.Group):
+    """Every mistake ends in one line (`Error: ...`) and exit 2; `--debug` shows the traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:
+            if ctx.params.get("debug"):
+                raise
+            message = explain(exc)
+            if message is not None:
+                raise Refusal(message) from None
+            raise click.ClickException(f"{type(exc).__name__}: {_first_line(exc)[:300]} (run `slabot --debug "
+                                       f"{' '.join(sys.argv[1:])}` to see where)") from None
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            result = super().main(args, prog_name or "slabot", complete_var, False, **extra)
+        except click.UsageError as exc:
+            # One line: the problem, then where help is (click would print the usage first).
+            where = exc.ctx.command_path if exc.ctx is not None else "slabot"
+            click.echo(f"Error: {exc.format_message()} (see `{where} --help`)", err=True)
+            sys.exit(2)
+        except click.ClickException as exc:
+            click.echo(f"Error: {_first_line(exc.format_message()) if exc.exit_code == 2 else exc.format_message()}",
+                       err=True)
+            sys.exit(exc.exit_code)
+        except click.exceptions.Abort:
+            click.echo("Aborted.", err=True)
+            sys.exit(1)
+        sys.exit(result if isinstance(result, int) else 0)
+
 
 def _settings() -> Any:
     from bot.settings import Settings
@@ -23,26 +105,74 @@ def _settings() -> Any:
     try:
         return Settings()
     except ValidationError as exc:
-        raise click.ClickException("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())) \
-            from None
+        raise Refusal("; ".join(
+            f"{'.'.join(map(str, e['loc'])).upper() or 'settings'}: {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors())) from None
 
 
-def _services(*, now: datetime | None = None, upgrade: bool | None = None) -> Any:
+def _agreement_file(path: str) -> None:
+    if not Path(path).is_file():
+        raise Refusal(f"the agreement file {path} does not exist: set SLABOT_AGREEMENT to your agreement's path "
+                      "(start from examples/agreement.yaml and check it with `slabot check FILE`)")
+
+
+def _agreement_refusal(path: str, exc: AgreementError) -> Refusal:
+    problems = [problem.render(path) for problem in exc.problems] or [str(exc)]
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return Refusal(f"the agreement is not valid: {_first_line(problems[0])}{more}; fix it and run "
+                   f"`slabot check {path}` until it says ok")
+
+
+def _services(*, now: datetime | None = None, upgrade: bool | None = None, settings: Any = None) -> Any:
     """Services from the environment; an agreement problem is a clear message, not a traceback."""
     from bot.services import build_services
     from sla.clock import FixedClock
 
-    settings = _settings()
+    settings = settings or _settings()
+    _agreement_file(settings.slabot_agreement)
     try:
         services = build_services(settings, clock=FixedClock(now) if now else None)
     except AgreementError as exc:
-        raise click.ClickException(f"the agreement is not valid:\n{exc}") from None
+        raise _agreement_refusal(settings.slabot_agreement, exc) from None
     db = services.ctx.db
     if upgrade if upgrade is not None else db.is_sqlite:
         db.upgrade()
     elif not db.is_current():
-        raise click.ClickException("the database schema is not current: run `slabot db upgrade`")
+        raise Refusal("the database schema is not current: run `slabot db upgrade`")
     return services
+
+
+def _start(command: str) -> Any:
+    """`serve` and `worker`: logging on, refuse half-configured credentials, settings back."""
+    from bot.logs import configure_logging
+    from bot.settings import start_problems
+
+    settings = _settings()
+    configure_logging(level=settings.slabot_log_level, fmt=settings.slabot_log_format)
+    problems = start_problems(settings)
+    if problems:
+        raise Refusal(f"slabot {command} will not start: " + "; ".join(problems))
+    return settings
+
+
+def _port_free(host: str, port: int) -> None:
+    """Refuse a port another process holds before anything starts (uvicorn would exit later, less clearly)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise Refusal(f"--host {host} is not an address of this machine ({exc.strerror}): use 0.0.0.0 or "
+                      "127.0.0.1") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)   # as uvicorn binds
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise Refusal(f"port {port} on {host} is already in use: stop the process using it or choose "
+                              "another with --port") from None
+            raise Refusal(f"cannot listen on {host}:{port} ({exc.strerror}): choose another --host or "
+                          "--port") from None
 
 
 def _instant(value: str | None) -> datetime | None:
@@ -57,9 +187,20 @@ def _instant(value: str | None) -> datetime | None:
     return parsed.astimezone(UTC)
 
 
-@click.group()
-def main() -> None:
-    """slabot: the Sales & Marketing SLA, run in Slack and Microsoft Teams."""
+def _version() -> str:
+    from bot.logs import version
+
+    return version()
+
+
+@click.group(cls=SlabotGroup)
+@click.version_option(version=_version(), prog_name="slabot", message="%(prog)s %(version)s")
+@click.option("--debug", is_flag=True, help="Show the full traceback of an error instead of one line.")
+def main(debug: bool) -> None:
+    """slabot: the Sales & Marketing SLA, run in Slack and Microsoft Teams.
+
+    Settings come from the environment, and from a .env file in the working directory when there
+    is one (the environment wins)."""
 
 
 @main.command()
@@ -74,19 +215,29 @@ def serve(host: str, port: int, no_scheduler: bool, workers: int) -> None:
 
     import uvicorn
 
-    _services()   # validates settings and the agreement, and migrates SQLite, once before any worker starts
+    from bot.logs import log_startup_summary, uvicorn_log_config
+
+    settings = _start("serve")
+    # Validates the agreement, reaches the database and migrates SQLite, once before any worker starts.
+    services = _services(settings=settings)
+    _port_free(host, port)
+    log_startup_summary(settings, services.ctx.agreement, command="serve", scheduler=not no_scheduler)
     os.environ["SLABOT_RUN_SCHEDULER"] = "0" if no_scheduler else "1"
     uvicorn.run("bot.app:app_from_environment", factory=True, host=host, port=port, workers=workers,
-                log_level="info", access_log=False)
+                log_level=settings.slabot_log_level.lower(), access_log=False,
+                log_config=uvicorn_log_config(level=settings.slabot_log_level))
 
 
 @main.command()
 def worker() -> None:
     """Run only the scheduler and outbox worker (for several web replicas)."""
     from bot.app import create_app
+    from bot.logs import log_startup_summary
     from bot.scheduler import run_worker
 
-    services = _services()
+    settings = _start("worker")
+    services = _services(settings=settings)
+    log_startup_summary(settings, services.ctx.agreement, command="worker", scheduler=True)
     create_app(services)   # builds the chat transports
     run_worker(services)
 
@@ -96,6 +247,7 @@ def worker() -> None:
 def check(agreement: str | None) -> None:
     """Validate an agreement file: exit 0 if valid, else exit 2 with one line per problem."""
     path = agreement or _settings().slabot_agreement
+    _agreement_file(path)
     try:
         parsed = load_agreement(path)
     except AgreementError as exc:
@@ -141,12 +293,67 @@ def digest(now_text: str | None, send: bool) -> None:
         from bot.app import create_app
         from bot.engine import send_digests_now
 
+        if not services.ctx.platforms:
+            raise Refusal("no chat platform is configured, so nothing was sent or recorded: set SLACK_BOT_TOKEN "
+                          "and SLACK_SIGNING_SECRET, or TEAMS_APP_ID and TEAMS_APP_PASSWORD")
         create_app(services)
         queued = asyncio.run(send_digests_now(services, now=services.ctx.now()))
         click.echo(f"\nsent to {len(queued)} recipient(s)" if queued else "\nalready sent today")
 
 
-@main.command(name="import")
+def csv_columns() -> list[str]:
+    """The CSV columns `slabot import` reads: the API's lead fields, `activities`, and `bant_*`."""
+    from sla.lead import BantFacts, LeadIn
+
+    plain = [name for name in LeadIn.model_fields if name not in ("activities", "bant")]
+    return [*plain, "activities", *(f"bant_{name}" for name in BantFacts.model_fields)]
+
+
+class _ImportCommand(click.Command):
+    """`slabot import --help` lists the columns read (computed from the lead model, so never stale)."""
+
+    def format_help_text(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        super().format_help_text(ctx, formatter)
+        formatter.write_paragraph()
+        with formatter.indentation():
+            formatter.write_text("Columns read (headers match in any case, spaces around them ignored): "
+                                 + ", ".join(csv_columns()) + ".")
+            formatter.write_paragraph()
+            formatter.write_text("`activities` is a ;-separated list of activity types (demo_requested;"
+                                 "pricing_page_viewed); bant_* cells are true, false or a short text. Empty "
+                                 "cells are left out. Other columns are not read: the import names them in "
+                                 "a warning.")
+
+
+def _read_csv(file: str) -> tuple[list[str], list[dict[str, str]]]:
+    """The header and rows of a UTF-8 CSV; a file that is not one is a one-line refusal."""
+    csv.field_size_limit(CSV_FIELD_LIMIT)
+    reader: Any = None
+    try:
+        with open(file, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle)
+            header = next(reader, None)
+            if header is None:
+                raise Refusal(f"{file} is empty: the first line must name the columns (see `slabot import --help`)")
+            rows = []
+            for cells in reader:
+                if not any(cell.strip() for cell in cells):
+                    continue
+                rows.append(dict(zip(header, cells, strict=False)))
+    except UnicodeDecodeError as exc:
+        raise Refusal(f"{file} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}): "
+                      "save it as CSV UTF-8 and import it again") from None
+    except csv.Error as exc:
+        line = reader.line_num if reader is not None else 1
+        if "field larger than field limit" in str(exc):
+            raise Refusal(f"{file}, line {line}: a field is longer than {CSV_FIELD_LIMIT // 1024} KiB, which no lead "
+                          "field is: is this the right file, with matching quotes?") from None
+        raise Refusal(f"{file}, line {line}: not a readable CSV ({exc}): check its quotes and "
+                      "separators") from None
+    return header, rows
+
+
+@main.command(name="import", cls=_ImportCommand)
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 def import_csv(file: str) -> None:
     """Hand off many leads from a CSV (same rules as the API; columns named like the API fields)."""
@@ -154,10 +361,14 @@ def import_csv(file: str) -> None:
     from sla.lead import LeadIn
 
     services = _services()
+    header, rows = _read_csv(file)
+    known = set(csv_columns())
+    unused = [name for name in header if normalize_header(name) not in known]
+    if unused:
+        click.echo(f"warning: {file}: column(s) not read: {', '.join(repr(n) for n in unused)} "
+                   "(see `slabot import --help` for the columns)", err=True)
     counts: Counter[str] = Counter()
     rejected: list[str] = []
-    with open(file, newline="", encoding="utf-8-sig") as handle:
-        rows = list(csv.DictReader(handle))
     batch: list[Handoff] = []
 
     def flush() -> None:
@@ -189,15 +400,20 @@ def import_csv(file: str) -> None:
         sys.exit(1)
 
 
+def normalize_header(name: str) -> str:
+    """`Email`, ` Company ` and `BANT_Need` name the columns email, company and bant_need."""
+    return name.strip().lower()
+
+
 def csv_row_to_lead(row: dict[str, str]) -> dict[str, Any]:
-    """CSV columns map to API fields; `activities` is a `;`-separated list of types; `bant_need`,
-    `bant_budget`, ... fill `bant`. Empty cells are absent."""
+    """CSV columns map to API fields (headers in any case, trimmed); `activities` is a `;`-separated
+    list of types; `bant_need`, `bant_budget`, ... fill `bant`. Empty cells are absent."""
     lead: dict[str, Any] = {}
     bant: dict[str, Any] = {}
     for key, value in row.items():
         if key is None or value is None or value.strip() == "":
             continue
-        key, value = key.strip(), value.strip()
+        key, value = normalize_header(key), value.strip()
         if key.startswith("bant_"):
             bant[key[5:]] = {"true": True, "false": False}.get(value.lower(), value)
         elif key == "activities":
@@ -233,10 +449,9 @@ def db() -> None:
 @db.command()
 def upgrade() -> None:
     """Apply database migrations."""
-    from bot.settings import Settings
     from storage.db import Database
 
-    database = Database(Settings().database_url)
+    database = Database(_settings().database_url)
     database.upgrade()
     click.echo("database is at the newest migration")
 
@@ -246,8 +461,28 @@ def manifest() -> None:
     """App manifests for Slack and Microsoft Teams."""
 
 
+def _public_url(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        hint = f"https://{value.split('://')[-1].lstrip('/')}" if value else "https://slabot.example.com"
+        raise Refusal(f"--url {value!r} is not an absolute URL: write it with its scheme, like {hint}")
+    return value
+
+
+def _app_id(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    import re
+
+    if not re.fullmatch(r"[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}", value.strip()):
+        raise Refusal(f"--app-id {value!r} is not a Microsoft App ID: copy the GUID (like "
+                      "00000000-0000-0000-0000-000000000000) from the Azure Bot resource's Configuration page")
+    return value.strip()
+
+
 @manifest.command(name="slack")
-@click.option("--url", required=True, help="The public base URL of this service (https://...).")
+@click.option("--url", required=True, callback=_public_url,
+              help="The public base URL of this service (https://...).")
 def manifest_slack(url: str) -> None:
     """Print the Slack app manifest (YAML)."""
     from manifests.slack import slack_manifest_yaml
@@ -256,8 +491,9 @@ def manifest_slack(url: str) -> None:
 
 
 @manifest.command(name="teams")
-@click.option("--app-id", required=True, help="The Microsoft app (bot) id.")
-@click.option("--url", required=True, help="The public base URL of this service (https://...).")
+@click.option("--app-id", required=True, callback=_app_id, help="The Microsoft App ID of the bot (a GUID).")
+@click.option("--url", required=True, callback=_public_url,
+              help="The public base URL of this service (https://...).")
 @click.option("--zip", "zip_path", type=click.Path(dir_okay=False), help="Write the upload package here.")
 def manifest_teams(app_id: str, url: str, zip_path: str | None) -> None:
     """Print the Teams manifest, or build the upload package with --zip."""
@@ -267,6 +503,12 @@ def manifest_teams(app_id: str, url: str, zip_path: str | None) -> None:
         click.echo(f"wrote {build_package(app_id, url, Path(zip_path))}")
     else:
         click.echo(json.dumps(teams_manifest(app_id, url), indent=2))
+
+
+from bot.cli_analyze import analyze, plan  # noqa: E402  (the closed loop: slabot analyze, slabot plan)
+
+main.add_command(analyze)
+main.add_command(plan)
 
 
 if __name__ == "__main__":

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+#: Shortest intake token `serve` and `worker` accept (issue: a guessable token guards lead intake).
+MIN_INTAKE_TOKEN = 32
+MAKE_TOKEN = 'python3 -c "import secrets; print(secrets.token_urlsafe(32))"'
+
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="", extra="ignore", case_sensitive=False)
+    #: `.env` in the working directory, when there is one; the environment wins over it.
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", case_sensitive=False,
+                                      env_file=".env", env_file_encoding="utf-8")
 
     database_url: str = "sqlite:///./slabot.db"
     slabot_agreement: str = "agreement.yaml"
@@ -32,6 +40,10 @@ class Settings(BaseSettings):
     #: The demo console transport (no chat credentials needed).
     console: bool = False
 
+    #: Log lines: "text" (one readable line each) or "json" (one JSON object each).
+    slabot_log_format: Literal["text", "json"] = "text"
+    slabot_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+
     @model_validator(mode="after")
     def _teams_auth(self) -> Settings:
         if self.teams_allow_unauthenticated and self.teams_app_id:
@@ -41,7 +53,9 @@ class Settings(BaseSettings):
 
     @property
     def slack_enabled(self) -> bool:
-        return bool(self.slack_bot_token and self.slack_signing_secret)
+        """A bot token and a way to receive events: the signing secret (HTTP), or the app-level
+        token (Socket Mode, where Slack signs nothing and the secret is not used)."""
+        return bool(self.slack_bot_token and (self.slack_signing_secret or self.slack_app_token))
 
     @property
     def teams_enabled(self) -> bool:
@@ -51,3 +65,31 @@ class Settings(BaseSettings):
         enabled = [name for name, on in (("slack", self.slack_enabled), ("teams", self.teams_enabled),
                                          ("console", self.console)) if on]
         return tuple(enabled)
+
+
+def start_problems(settings: Settings) -> list[str]:
+    """Why `serve` or `worker` must not start with these settings (empty: it may). Checked at start,
+    not in validation, so tests and one-off commands can still build Settings freely."""
+    problems: list[str] = []
+    bot, secret, app_token = settings.slack_bot_token, settings.slack_signing_secret, settings.slack_app_token
+    if bot and not secret and not app_token:
+        problems.append("SLACK_BOT_TOKEN is set but SLACK_SIGNING_SECRET is not: set the signing secret "
+                        "(Basic Information > Signing Secret), or SLACK_APP_TOKEN for Socket Mode, or unset "
+                        "SLACK_BOT_TOKEN to run without Slack")
+    if secret and not bot:
+        problems.append("SLACK_SIGNING_SECRET is set but SLACK_BOT_TOKEN is not: set the bot token (xoxb-...) "
+                        "or unset SLACK_SIGNING_SECRET to run without Slack")
+    if app_token and not bot:
+        problems.append("SLACK_APP_TOKEN is set but SLACK_BOT_TOKEN is not: Socket Mode needs the bot token "
+                        "(xoxb-...) too, or unset SLACK_APP_TOKEN")
+    if settings.teams_app_id and not settings.teams_app_password:
+        problems.append("TEAMS_APP_ID is set but TEAMS_APP_PASSWORD is not: set the bot's client secret, or "
+                        "unset TEAMS_APP_ID to run without Teams")
+    if settings.teams_app_password and not settings.teams_app_id:
+        problems.append("TEAMS_APP_PASSWORD is set but TEAMS_APP_ID is not: set the bot's Microsoft App ID, "
+                        "or unset TEAMS_APP_PASSWORD to run without Teams")
+    token = settings.slabot_intake_token
+    if token is not None and len(token.get_secret_value()) < MIN_INTAKE_TOKEN:
+        problems.append(f"SLABOT_INTAKE_TOKEN is shorter than {MIN_INTAKE_TOKEN} characters: make one with "
+                        f"{MAKE_TOKEN}")
+    return problems

@@ -24,6 +24,8 @@ class Context:
     clock: Clock
     #: Chat platforms cards and messages are delivered to: "slack", "teams", "console".
     platforms: tuple[str, ...] = ()
+    #: Operator notices this process has logged already (each is logged once, not at every tick).
+    noticed: set[str] = field(default_factory=set, repr=False, compare=False)
     calendar: BusinessCalendar = field(init=False)
     clocks: Clocks = field(init=False)
 

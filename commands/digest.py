@@ -9,6 +9,10 @@ Schedule (`queue_due_digests`), for each `digests:` entry of the agreement:
   local date, so DST never shifts it), and for the rest of that local day: a service that was down
   at the scheduled minute sends the digest at its first tick afterwards, once. Days missed entirely
   are not sent later (the day's numbers would be stale, and three digests back to back help nobody).
+- a catch-up (more than `ON_TIME` after the slot) waits for the agreement's business hours: a
+  service back at 23:00 sends nothing in the night. And it is only sent if the service was already
+  running its schedule before the slot: a first-ever start (per platform, recorded as a
+  `digest_schedule_start` JobRun) sends the slots due now, never the ones missed earlier that day.
 - recipients: `marketing_vp` / `sales_vp` get the whole-company digest by DM; `managers` get their
   team's digest by DM; `team_channels` get their team's digest in the team's channel (a channel bound
   with `/sla link`, else the agreement's). One per recipient per enabled platform.
@@ -24,7 +28,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -54,6 +58,10 @@ __all__ = [
 
 DIGEST_JOB = "digest"
 #: Open breaches listed by name in a digest; the count is always complete.
+#: JobRun rows (one per platform) recording when this service first ran its digest schedule there.
+SCHEDULE_START_JOB = "digest_schedule_start"
+#: A digest sent this long after its slot is still on time; later, it is a catch-up.
+ON_TIME = timedelta(minutes=15)
 BREACHES_SHOWN = 10
 
 
@@ -259,15 +267,18 @@ def due_recipients(session: Session, ctx: Context, *, now: datetime, force: bool
     """Everyone whose digest is due at `now` (today, on a scheduled day, at or after its local time),
     whether or not it was sent already. `force` ignores the schedule (`slabot digest --send`)."""
     calendar = ctx.calendar
+    due_at: datetime | None = None   # today's scheduled instant (None: forced, whatever the schedule)
     today = calendar.local_date(now)
     weekday = WEEKDAYS[today.weekday()]
     found: dict[tuple[str, str], Recipient] = {}
     for entry in ctx.agreement.digests:
-        if not force and (weekday not in entry.days or now < calendar.at_local(today, entry.at)):
+        scheduled = calendar.at_local(today, entry.at)
+        if not force and (weekday not in entry.days or now < scheduled):
             continue
         for audience in entry.to:
             for recipient in _expand(session, ctx, audience):
-                found.setdefault((recipient.key, recipient.platform), recipient)
+                found.setdefault((recipient.key, recipient.platform),
+                                 replace(recipient, due_at=None if force else scheduled))
     return list(found.values())
 
 
@@ -310,10 +321,12 @@ def queue_due_digests(ctx: Context, *, now: datetime, force: bool = False) -> li
             select(JobRun.period_key).where(col(JobRun.job) == DIGEST_JOB,
                                             col(JobRun.period_key).in_([r.period_key(today) for r in recipients]))
         ).scalars())
-    pending = [r for r in recipients if r.period_key(today) not in sent]
+    pending = [r for r in recipients if r.period_key(today) not in sent
+               and (force or _may_send(ctx, r, now=now, started=starts.get(r.platform, now)))]
     if not pending:
         return []
     contents: dict[str | None, DigestContent] = {}
+    starts = {} if force else schedule_starts(ctx, now=now)
     for recipient in pending:
         if recipient.team not in contents:
             contents[recipient.team] = build_digest(ctx, as_of=now, team=recipient.team)
@@ -332,14 +345,47 @@ def queue_due_digests(ctx: Context, *, now: datetime, force: bool = False) -> li
     return queued
 
 
-def _claim_run(session: Session, period_key: str, now: datetime) -> bool:
+def _may_send(ctx: Context, recipient: Recipient, *, now: datetime, started: datetime) -> bool:
+    """On time (within ON_TIME of its slot): always. Late (a catch-up after downtime): only if the
+    service was already running its digest schedule before the slot, and only in business hours."""
+    if recipient.due_at is None or now - recipient.due_at <= ON_TIME:
+        return True
+    if recipient.due_at < started - ON_TIME:
+        return False        # missed before this service ever ran: a first start catches nothing up
+    return ctx.calendar.is_open(now)
+
+
+def schedule_starts(ctx: Context, *, now: datetime) -> dict[str, datetime]:
+    """When this service first ran its digest schedule on each enabled platform; recorded now for a
+    platform seen for the first time. One indexed read per tick once every platform has its row."""
+    platforms = list(ctx.platforms)
+    if not platforms:
+        return {}
+
+    def read() -> dict[str, datetime]:
+        with ctx.db.read() as session:
+            rows = session.execute(select(JobRun.period_key, JobRun.ran_at).where(
+                col(JobRun.job) == SCHEDULE_START_JOB, col(JobRun.period_key).in_(platforms))).all()
+        return {str(platform): as_utc(at) for platform, at in rows}
+
+    starts = read()
+    if all(platform in starts for platform in platforms):
+        return starts
+    with ctx.db.write() as session:
+        for platform in platforms:
+            if platform not in starts:
+                _claim_run(session, platform, now, job=SCHEDULE_START_JOB)
+    return read()
+
+
+def _claim_run(session: Session, period_key: str, now: datetime, *, job: str = DIGEST_JOB) -> bool:
     """Insert the day's JobRun row; False if it was there already (another worker, an earlier tick).
 
     RETURNING tells whether the row went in: on PostgreSQL SQLAlchemy reads single-row inserts
     through RETURNING, which leaves `rowcount` at -1 whatever happened."""
     dialect = session.get_bind().dialect.name
     insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(JobRun)
-    statement = (insert.values(job=DIGEST_JOB, period_key=period_key, ran_at=now)
+    statement = (insert.values(job=job, period_key=period_key, ran_at=now)
                  .on_conflict_do_nothing(index_elements=["job", "period_key"])
                  .returning(col(JobRun.id)))
     return session.execute(statement).first() is not None

@@ -52,10 +52,13 @@ from sla.routing import choose_rep
 from storage.db import affected
 from storage.tables import Lead, RoutingCursor
 
-__all__ = ["CLOSE_GRACE", "SweepReport", "due_lead_ids", "next_check", "sweep"]
+__all__ = ["CLOSE_GRACE", "NO_PLATFORM", "SweepReport", "due_lead_ids", "next_check", "sweep"]
 
 log = logging.getLogger("slabot.engine")
 
+NO_PLATFORM = ("no chat platform is configured, so no nudge, escalation, claim timeout or reassignment "
+               "fires and no digest is sent; set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET, or TEAMS_APP_ID "
+               "and TEAMS_APP_PASSWORD")
 #: A step that came due while business hours ran may fire this long after it, past the close.
 CLOSE_GRACE = timedelta(minutes=2)
 #: More steps than this for one lead in one sweep means a bug, not a ladder: stop and log.
@@ -74,6 +77,7 @@ class SweepReport:
     cadence_warnings: int = 0
     notifications: int = 0       # people notified (each is one DM per enabled platform)
     deferred: int = 0            # due, but business hours are closed: waiting for the next opening
+    no_platform: int = 0         # due, but no chat platform is configured: waiting, nothing fired
     skipped: int = 0             # another worker had it, or it stopped being due
     more: bool = False           # the limit was reached: more leads are due
     errors: list[str] = field(default_factory=list)
@@ -84,6 +88,8 @@ class SweepReport:
                  f"{self.cadence_reminders} cadence reminder(s), {self.cadence_warnings} cadence "
                  f"warning(s), {self.notifications} notification(s), {self.deferred} waiting for "
                  f"business hours, {self.skipped} skipped"]
+        if self.no_platform:
+            lines.append(f"sweep: {self.no_platform} lead(s) due are waiting: {NO_PLATFORM}")
         if self.more:
             lines.append("sweep: limit reached, more leads are due (the next tick continues)")
         lines += [f"sweep error: {error}" for error in self.errors]
@@ -113,6 +119,15 @@ def sweep(ctx: Context, *, now: datetime, limit: int = 1000) -> SweepReport:
     report = SweepReport()
     with ctx.db.read() as session:
         ids = due_lead_ids(session, now=now, limit=limit)
+    if not ctx.platforms:
+        # Nobody can see a card or a nudge: firing steps would reassign leads nobody was shown and
+        # record messages that were never sent. The leads stay due and fire once a platform is on.
+        report.no_platform = len(ids)
+        if ids and "no_platform" not in ctx.noticed:
+            ctx.noticed.add("no_platform")
+            log.warning("%s lead(s) due are waiting: %s", len(ids), NO_PLATFORM)
+        return report
+    ctx.noticed.discard("no_platform")
     report.due = len(ids)
     report.more = len(ids) >= limit
     for lead_id in ids:

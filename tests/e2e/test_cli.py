@@ -61,5 +61,6 @@ def test_invalid_agreement_stops_commands_with_a_message(tmp_path: Path) -> None
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\n")
     result = slabot(tmp_path, "import", str(bad), SLABOT_AGREEMENT=str(bad))
-    assert result.returncode == 1 and "the agreement is not valid" in result.stderr
-    assert "Traceback" not in result.stderr
+    # Exit 2 like every other mistake the operator can fix (it was 1 before the CLI's errors were unified).
+    assert result.returncode == 2 and "the agreement is not valid" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
