@@ -7,7 +7,7 @@ import sys
 
 from benchmarks.common import Row, table
 
-ALL = ["intake", "clicks", "burst", "status", "sweep", "memory"]
+ALL = ["intake", "clicks", "burst", "status", "sweep", "memory", "analyze"]
 
 
 def main(argv: list[str]) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import math
+import operator
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -43,7 +44,7 @@ LEAD_FIELDS = ("title", "company", "employees", "country", "source", "offer", "c
                "activities", "page_visits", "bant_need", "bant_budget", "bant_timeframe", "bant_authority")
 FIELDS = (*OUTCOME_FIELDS, *LEAD_FIELDS, "received_at")
 BY_CHOICES = {"source": ("source",), "source,offer": ("source", "offer")}
-_KEY_CACHE_LIMIT = 100_000
+_CACHE_LIMIT = 100_000
 
 
 class AnalyzeError(Exception):
@@ -137,8 +138,9 @@ def _lines(handle: IO[bytes], marks: dict[int, str]) -> Iterator[str]:
     replacement text or an empty line), so the row it belongs to is reported, never fatal.
     """
     number = 0
+    readline = handle.readline
     while True:
-        chunk = handle.readline(MAX_LINE)
+        chunk = readline(MAX_LINE)
         if not chunk:
             return
         number += 1
@@ -298,21 +300,27 @@ def _analyze(handle: IO[bytes], options: Options) -> Report:
     report = Report(analysis, scoring.thresholds if scoring else None, scoring.backtest if scoring else None,
                     options.target_rate if scoring else None)
 
-    key_columns = [columns[name] for name in options.by]
+    raw_key = operator.itemgetter(*[columns[name] for name in options.by])
+    single = len(options.by) == 1
     opportunity_at = columns.get("opportunity")
     won_at = columns.get("won")
     amount_at = columns.get("amount")
-    cache: dict[str, str | None] = {}
+    keys: dict[Any, tuple[str | None, ...]] = {}       # raw cells -> normalized key
+    truths: dict[str, bool] = {}                        # cell -> truthy
 
-    def key_of(cell: str) -> str | None:
-        try:
-            return cache[cell]
-        except KeyError:
-            key = segment_key(cell)
-            if len(cache) < _KEY_CACHE_LIMIT:
-                cache[cell] = key
-            return key
+    def key_of(raw: Any) -> tuple[str | None, ...]:
+        key = (segment_key(raw),) if single else tuple(segment_key(cell) for cell in raw)
+        if len(keys) < _CACHE_LIMIT:
+            keys[raw] = key
+        return key
 
+    def truth_of(cell: str) -> bool:
+        value = truthy(cell)
+        if len(truths) < _CACHE_LIMIT:
+            truths[cell] = value
+        return value
+
+    segments = analysis.segments
     previous = 1   # the line the last record ended on
     while True:
         try:
@@ -329,11 +337,19 @@ def _analyze(handle: IO[bytes], options: Options) -> Report:
                         continue   # a blank line is no row
                     analysis.add_bad(line, f"{len(row)} cells, but the header has {width} columns")
                     continue
-                opportunity = truthy(row[opportunity_at]) if opportunity_at is not None else False
-                won = truthy(row[won_at]) if won_at is not None else False
-                key = tuple([key_of(row[i]) for i in key_columns])
+                opportunity = won = False
+                if opportunity_at is not None:
+                    cell = row[opportunity_at]
+                    opportunity = truths[cell] if cell in truths else truth_of(cell)
+                if won_at is not None:
+                    cell = row[won_at]
+                    won = truths[cell] if cell in truths else truth_of(cell)
+                raw = raw_key(row)
+                key = keys[raw] if raw in keys else key_of(raw)
                 try:
-                    amount = _amount(row[amount_at]) if amount_at is not None else 0.0
+                    amount = 0.0
+                    if amount_at is not None and row[amount_at]:
+                        amount = _amount(row[amount_at])
                     scored = scoring.read(row) if scoring is not None else None
                 except ValidationError as exc:
                     analysis.add_bad(line, _validation_text(exc))
@@ -341,9 +357,17 @@ def _analyze(handle: IO[bytes], options: Options) -> Report:
                 except ValueError as exc:
                     analysis.add_bad(line, str(exc))
                     continue
-                if not opportunity and not won and all(k is None for k in key) and not "".join(row).strip():
+                if not opportunity and not won and not any(key) and not "".join(row).strip():
                     continue   # a row of empty cells (spreadsheets leave them at the end) is no row
-                analysis.add(key, opportunity=opportunity, won=won, amount=amount)
+                stats = segments.get(key)
+                if stats is None:
+                    stats = analysis.segment(key)
+                stats.leads += 1
+                if opportunity or won:
+                    stats.opportunities += 1
+                    if won:
+                        stats.won += 1
+                        stats.bookings += amount
                 if scoring is not None and scored is not None:
                     scoring.add(scored, opportunity=opportunity, won=won, amount=amount)
             break

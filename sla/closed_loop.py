@@ -136,24 +136,39 @@ class Analysis:
     #: False when the history has no `amount` column: value per lead is then 0 by the contract's
     #: letter, but the `segments:` block leaves values out rather than price every segment at 0.
     has_amounts: bool = True
-    rows: int = 0
     bad_row_count: int = 0
     bad_rows: list[tuple[int, str]] = field(default_factory=list)
-    total: SegmentStats = field(default_factory=SegmentStats)
     segments: dict[tuple[str | None, ...], SegmentStats] = field(default_factory=dict)
 
-    def add(self, key: tuple[str | None, ...], *, opportunity: bool, won: bool, amount: float) -> None:
-        """One good row; `key` is already normalized (see `segment_key`)."""
-        self.rows += 1
-        self.total.add(opportunity=opportunity, won=won, amount=amount)
+    def segment(self, key: tuple[str | None, ...]) -> SegmentStats:
+        """The running figures of a segment (created empty on first use)."""
         stats = self.segments.get(key)
         if stats is None:
             stats = self.segments[key] = SegmentStats()
-        stats.add(opportunity=opportunity, won=won, amount=amount)
+        return stats
+
+    def add(self, key: tuple[str | None, ...], *, opportunity: bool, won: bool, amount: float) -> None:
+        """One good row; `key` is already normalized (see `segment_key`)."""
+        self.segment(key).add(opportunity=opportunity, won=won, amount=amount)
+
+    @property
+    def total(self) -> SegmentStats:
+        """The whole history: the sum of its segments."""
+        total = SegmentStats()
+        for stats in self.segments.values():
+            total.leads += stats.leads
+            total.opportunities += stats.opportunities
+            total.won += stats.won
+            total.bookings += stats.bookings
+        return total
+
+    @property
+    def rows(self) -> int:
+        """Every data row read: the good ones (leads) and the bad ones."""
+        return sum(s.leads for s in self.segments.values()) + self.bad_row_count
 
     def add_bad(self, line: int, error: str) -> None:
         """A row left out of every figure, reported by its line in the file (the header is line 1)."""
-        self.rows += 1
         self.bad_row_count += 1
         if len(self.bad_rows) < MAX_BAD_ROWS_LISTED:
             self.bad_rows.append((line, error))
@@ -184,17 +199,18 @@ class Analysis:
 
     def to_json(self) -> dict[str, Any]:
         segments = self.segment_rows()
+        total = self.total
         return {
             "rows": self.rows,
             "bad_rows": [{"line": line, "error": error} for line, error in self.bad_rows],
             "bad_row_count": self.bad_row_count,
-            "leads": self.total.leads,
-            "opportunities": self.total.opportunities,
-            "opportunity_rate": self.total.opportunity_rate,
-            "interval": _interval_list(self.total.interval),
-            "won": self.total.won,
-            "bookings": self.total.bookings,
-            "value_per_lead": self.total.value_per_lead,
+            "leads": total.leads,
+            "opportunities": total.opportunities,
+            "opportunity_rate": total.opportunity_rate,
+            "interval": _interval_list(total.interval),
+            "won": total.won,
+            "bookings": total.bookings,
+            "value_per_lead": total.value_per_lead,
             "baseline_rate": self.baseline_rate,
             "min_leads": self.min_leads,
             "segments": segments,
