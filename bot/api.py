@@ -6,23 +6,26 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 import time
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from sqlalchemy.exc import IntegrityError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlmodel import col, select
 
 from bot.services import Services
-from commands.leads import Handoff, handoff, lead_summary, record_outcome
-from sla.lead import LeadIn
-from storage.tables import InboundReceipt, Lead, LeadEvent
+from commands.leads import Handoff, handoff_many, lead_summary, record_outcome
+from sla.lead import LeadIn, plain_text, sane_instant
+from storage.tables import Lead, LeadEvent
 
 router = APIRouter()
+log = logging.getLogger("slabot.api")
+#: An identifier-like string: bounded, no control or text-direction characters.
+PlainId = Annotated[str, Field(max_length=200), AfterValidator(plain_text)]
 
 
 def services(request: Request) -> Services:
@@ -61,12 +64,47 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _json_body(raw: bytes) -> Any:
+#: No body this API takes nests deeper than a few levels; a deeper one is refused before it is walked.
+MAX_JSON_DEPTH = 32
+
+
+def _json_depth_over(value: Any, limit: int) -> bool:
+    """Whether `value` nests lists/objects deeper than `limit` (iterative: no recursion to exhaust)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > limit:
+                return True
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return False
+
+
+class JSONRefused(ValueError):
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def load_json(raw: bytes | str) -> Any:
+    """Parse a request body, refusing invalid JSON and JSON nested deeper than MAX_JSON_DEPTH."""
+    too_deep = JSONRefused(f"JSON nested deeper than {MAX_JSON_DEPTH} levels", "json_too_deep")
     try:
-        return json.loads(raw)
+        body = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise HTTPException(422, [{"loc": ["body"], "msg": f"invalid JSON: {exc}", "type": "json_invalid"}]) \
-            from None
+        raise JSONRefused(f"invalid JSON: {exc}", "json_invalid") from None
+    except RecursionError:   # the parser gave up nesting (about 1,000 levels)
+        raise too_deep from None
+    if _json_depth_over(body, MAX_JSON_DEPTH):
+        raise too_deep
+    return body
+
+
+def _json_body(raw: bytes, *, status: int = 422) -> Any:
+    try:
+        return load_json(raw)
+    except JSONRefused as exc:
+        raise HTTPException(status, [{"loc": ["body"], "msg": str(exc), "type": exc.kind}]) from None
 
 
 def _field_errors(exc: ValidationError) -> list[dict[str, Any]]:
@@ -83,6 +121,10 @@ async def create_lead(request: Request, svc: ServicesDep,
     except ValidationError as exc:
         raise HTTPException(422, _field_errors(exc)) from None
     result = await svc.intake.submit(Handoff(lead_in, idempotency_key))
+    if result.conflict is not None:
+        raise HTTPException(409, result.conflict)
+    if result.updated:
+        svc.wake_worker()   # the card shows the new facts
     if not result.duplicate:
         svc.wake_worker()
     return JSONResponse(result.body(), status_code=200 if result.duplicate else 201)
@@ -90,11 +132,11 @@ async def create_lead(request: Request, svc: ServicesDep,
 
 class OutcomeIn(BaseModel):
     model_config = ConfigDict(extra="ignore")
-    external_id: str = Field(min_length=1, max_length=200)
+    external_id: Annotated[str, Field(min_length=1, max_length=200), AfterValidator(plain_text)]
     type: str
-    amount: float | None = Field(default=None, ge=0)
-    at: datetime | None = None
-    crm_url: str | None = Field(default=None, max_length=500)
+    amount: float | None = Field(default=None, ge=0, le=1e15, allow_inf_nan=False)
+    at: Annotated[datetime, AfterValidator(sane_instant)] | None = None
+    crm_url: Annotated[str, Field(max_length=500), AfterValidator(plain_text)] | None = None
 
     @field_validator("type")
     @classmethod
@@ -103,12 +145,6 @@ class OutcomeIn(BaseModel):
             raise ValueError("must be one of opportunity_created, won, lost")
         return value
 
-    @field_validator("at")
-    @classmethod
-    def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError("must include a time zone")
-        return value.astimezone(UTC) if value else None
 
 
 @router.post("/api/v1/outcomes", dependencies=[Authorized])
@@ -148,7 +184,8 @@ def _lead_detail(svc: Services, lead_id: int) -> dict[str, Any] | None:
 
 @router.get("/api/v1/leads/{lead_id}", dependencies=[Authorized])
 def get_lead(lead_id: int, svc: ServicesDep) -> dict[str, Any]:
-    body = _lead_detail(svc, lead_id)
+    # An id no database integer can hold names no lead (and would overflow the driver).
+    body = _lead_detail(svc, lead_id) if 0 < lead_id < 2**63 else None
     if body is None:
         raise HTTPException(404, f"no lead {lead_id}")
     return body
@@ -156,9 +193,12 @@ def get_lead(lead_id: int, svc: ServicesDep) -> dict[str, Any]:
 
 @router.get("/api/v1/status", dependencies=[Authorized])
 def get_status(svc: ServicesDep, scope: str = "all", as_of: datetime | None = None) -> dict[str, Any]:
-    if as_of is not None and as_of.tzinfo is None:
-        raise HTTPException(422, [{"loc": ["query", "as_of"], "msg": "must include a time zone",
-                                   "type": "value_error"}])
+    if as_of is not None:
+        try:
+            as_of = sane_instant(as_of)
+        except ValueError as exc:
+            raise HTTPException(422, [{"loc": ["query", "as_of"], "msg": str(exc), "type": "value_error"}]) \
+                from None
     try:
         return svc.status(scope=scope, as_of=as_of)
     except ValueError as exc:
@@ -201,21 +241,48 @@ def hubspot_signature(secret: str, method: str, uri: str, body: bytes, timestamp
     return base64.b64encode(hmac.new(secret.encode(), message, hashlib.sha256).digest()).decode()
 
 
-def hubspot_handoff(event: dict[str, Any]) -> LeadIn | None:
+#: HubSpot's epoch-millisecond times, bounded like every other instant (1970 to 2100).
+_HUBSPOT_MS = Field(default=None, ge=0, lt=4_102_444_800_000)
+
+
+class HubSpotEvent(BaseModel):
+    """The fields of a HubSpot webhook event slabot reads; a batch with one malformed event is a 400."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+    eventId: Annotated[int, Field(ge=0, lt=2**63)] | PlainId | None = None
+    subscriptionType: PlainId
+    objectId: Annotated[int, Field(ge=0, lt=2**63)] | None = None
+    occurredAt: Annotated[int | None, _HUBSPOT_MS] = None
+    propertyName: PlainId | None = None
+    propertyValue: Annotated[str, Field(max_length=10_000)] | int | float | bool | None = None
+
+
+def hubspot_event_key(event: dict[str, Any]) -> str:
+    """The receipt key of an event: its eventId; for an event without one, a hash of the event
+    (retries differ only in `attemptNumber`, so it is left out): stable across retries, distinct
+    for distinct events."""
+    if event.get("eventId") is not None:
+        return str(event["eventId"])
+    canonical = json.dumps({k: v for k, v in event.items() if k != "attemptNumber"}, sort_keys=True,
+                           separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def hubspot_handoff(event: dict[str, Any] | HubSpotEvent) -> LeadIn | None:
     """A contact event -> a handoff, or None for events that do not hand a lead to Sales.
 
     HubSpot's events carry ids, not the contact's fields, so the lead is qualified on what the
     event says; fetching the full contact needs a HubSpot API token and is not done here.
     """
-    kind = event.get("subscriptionType")
+    parsed = event if isinstance(event, HubSpotEvent) else HubSpotEvent.model_validate(event)
+    kind = parsed.subscriptionType
     if kind == "contact.creation" or (
-            kind == "contact.propertyChange" and event.get("propertyName") == "lifecyclestage"
-            and str(event.get("propertyValue", "")).lower() in HUBSPOT_HANDOFF_STAGES):
-        object_id = event.get("objectId")
-        if object_id is None:
+            kind == "contact.propertyChange" and parsed.propertyName == "lifecyclestage"
+            and str(parsed.propertyValue or "").lower() in HUBSPOT_HANDOFF_STAGES):
+        if parsed.objectId is None:
             return None
-        occurred = event.get("occurredAt")
-        return LeadIn(external_id=f"hubspot-contact-{object_id}", source="hubspot",
+        occurred = parsed.occurredAt
+        return LeadIn(external_id=f"hubspot-contact-{parsed.objectId}", source="hubspot",
                       received_at=datetime.fromtimestamp(occurred / 1000, UTC) if occurred else None)
     return None
 
@@ -235,29 +302,38 @@ async def hubspot_webhook(request: Request, svc: ServicesDep) -> JSONResponse:
                                  raw, timestamp)
     if not hmac.compare_digest(expected.encode(), signature.encode()):
         raise HTTPException(401, "bad X-HubSpot-Signature-v3")
-    events = _json_body(raw)
-    if not isinstance(events, list):
-        raise HTTPException(422, [{"loc": ["body"], "msg": "expected a list of events", "type": "list_type"}])
-    accepted = await run_in_threadpool(_hubspot_events, svc, events)
+    # Signed but malformed: a 400, which HubSpot does not retry (a retry would be just as malformed).
+    events = _json_body(raw, status=400)
+    handoffs = _hubspot_handoffs(events)
+    results = await run_in_threadpool(handoff_many, svc.ctx, handoffs) if handoffs else []
+    accepted = sum(not r.duplicate for r in results)
+    if accepted:
+        svc.wake_worker()
     return JSONResponse({"accepted": accepted, "events": len(events)})
 
 
-def _hubspot_events(svc: Services, events: list[dict[str, Any]]) -> int:
-    accepted = 0
-    for event in events:
-        event_id = str(event.get("eventId", ""))
+def _hubspot_handoffs(events: Any) -> list[Handoff]:
+    """The handoffs of a batch, each carrying its event's receipt (stored with the lead, in the
+    same transaction); a batch with a malformed event is refused whole, with nothing stored."""
+    if not isinstance(events, list):
+        _hubspot_malformed([{"loc": ["body"], "msg": "expected a list of events", "type": "list_type"}])
+    handoffs = []
+    for index, event in enumerate(events):
         try:
-            with svc.ctx.db.write() as session:
-                session.add(InboundReceipt(source="hubspot", key=event_id, received_at=svc.ctx.now()))
-        except IntegrityError:
-            continue   # a retry of an event we already handled
-        lead_in = hubspot_handoff(event)
+            parsed = HubSpotEvent.model_validate(event)
+            lead_in = hubspot_handoff(parsed)
+        except ValidationError as exc:
+            _hubspot_malformed([{**err, "loc": ["body", index, *err["loc"][1:]]} for err in _field_errors(exc)])
         if lead_in is not None:
-            result = handoff(svc.ctx, lead_in, actor="hubspot")
-            accepted += 0 if result.duplicate else 1
-    if accepted:
-        svc.wake_worker()
-    return accepted
+            handoffs.append(Handoff(lead_in, actor="hubspot", receipt=("hubspot", hubspot_event_key(event))))
+    return handoffs
+
+
+def _hubspot_malformed(errors: list[dict[str, Any]]) -> NoReturn:
+    # Field names and error kinds only: never the values (a contact's data).
+    log.warning("refused a signed HubSpot batch as malformed: %s",
+                "; ".join(f"{'.'.join(map(str, e['loc'][1:])) or 'body'}: {e['type']}" for e in errors))
+    raise HTTPException(400, errors)
 
 
 def install(app: FastAPI) -> None:

@@ -6,6 +6,8 @@ version, appends to the event log and queues the card update in the outbox.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -24,7 +26,7 @@ from sla.qualification import qualify, route_team
 from sla.routing import RepLoad, choose_rep
 from storage.db import affected
 from storage.outbox import enqueue
-from storage.tables import Lead, LeadEvent, RepStatus, RoutingCursor
+from storage.tables import InboundReceipt, Lead, LeadEvent, RepStatus, RoutingCursor
 
 _INSERT_EVENT = sa.insert(LeadEvent)
 _INSERT_LEAD = sa.insert(Lead).returning(col(Lead.id))
@@ -35,11 +37,17 @@ _LEAD_COLUMNS = [c.name for c in Lead.__table__.columns if c.name != "id"]  # ty
 class IntakeResult:
     lead: Lead
     duplicate: bool
+    #: Why this handoff was refused (the same Idempotency-Key with a different body): a 409.
+    conflict: str | None = None
+    #: The facts a repeated `external_id` changed on the lead (names of the body's fields).
+    updated: tuple[str, ...] = ()
 
     def body(self) -> dict[str, Any]:
         body = lead_summary(self.lead)
         if self.duplicate:
             body["duplicate"] = True
+        if self.updated:
+            body["updated"] = list(self.updated)
         return body
 
 
@@ -107,7 +115,7 @@ def resolve_person(ctx: Context, key: str) -> Any:
 
 
 def _find_duplicate(session: Session, lead_in: LeadIn, key: str | None) -> Lead | None:
-    """The earlier lead with this external id or idempotency key (both are unique indexes)."""
+    """The earlier lead with this idempotency key, else with this external id (both unique)."""
     conditions = []
     if lead_in.external_id:
         conditions.append(col(Lead.external_id) == lead_in.external_id)
@@ -115,7 +123,19 @@ def _find_duplicate(session: Session, lead_in: LeadIn, key: str | None) -> Lead 
         conditions.append(col(Lead.idempotency_key) == key)
     if not conditions:
         return None
-    return session.execute(select(Lead).where(sa.or_(*conditions))).scalars().first()
+    found = session.execute(select(Lead).where(sa.or_(*conditions))).scalars().all()
+    return next((lead for lead in found if key and lead.idempotency_key == key), found[0] if found else None)
+
+
+def body_fingerprint(body: dict[str, Any]) -> str:
+    """SHA-256 of a handoff's validated body as canonical JSON (sorted keys, no spaces)."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _body(lead_in: LeadIn) -> dict[str, Any]:
+    """What is stored as the lead's `payload`: the validated body, defaults left out."""
+    return lead_in.model_dump(mode="json", exclude_defaults=True)
 
 
 @dataclass(frozen=True)
@@ -123,6 +143,9 @@ class Handoff:
     lead: LeadIn
     idempotency_key: str | None = None
     actor: str = "api"
+    #: (source, key) of the inbound event this handoff comes from (a HubSpot eventId): recorded in
+    #: the same transaction as the lead, so a failure leaves neither and the sender's retry works.
+    receipt: tuple[str, str] | None = None
 
 
 def handoff(ctx: Context, lead_in: LeadIn, *, idempotency_key: str | None = None,
@@ -145,9 +168,11 @@ def handoff_many(ctx: Context, handoffs: list[Handoff]) -> list[IntakeResult]:
         routing = _Routing(session, ctx, now)
         channels: dict[tuple[str, str], str | None] = {}
         for item in handoffs:
+            seen_event = item.receipt is not None and not _receive(session, item.receipt, now)
             existing = _find_duplicate(session, item.lead, item.idempotency_key)
             if existing is not None:
-                results.append(IntakeResult(existing, duplicate=True))
+                results.append(IntakeResult(existing, duplicate=True) if seen_event
+                               else _repeat(session, ctx, existing, item, now, channels))
                 continue
             try:
                 with session.begin_nested():
@@ -160,8 +185,76 @@ def handoff_many(ctx: Context, handoffs: list[Handoff]) -> list[IntakeResult]:
                 existing = _find_duplicate(session, item.lead, item.idempotency_key)
                 if existing is None:
                     raise
-                results.append(IntakeResult(existing, duplicate=True))
+                results.append(_repeat(session, ctx, existing, item, now, channels))
     return results
+
+
+_RECEIPT_INSERT: dict[str, Any] = {}
+
+
+def _receive(session: Session, receipt: tuple[str, str], now: datetime) -> bool:
+    """Record an inbound event id; False when it was recorded before (a retry of that event)."""
+    dialect = session.get_bind().dialect.name
+    if dialect not in _RECEIPT_INSERT:
+        insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(InboundReceipt)
+        _RECEIPT_INSERT[dialect] = insert.on_conflict_do_nothing(index_elements=["source", "key"])
+    source, key = receipt
+    # Core on the session's connection: a CursorResult, whose rowcount says whether it was new.
+    return session.connection().execute(_RECEIPT_INSERT[dialect],
+                                        {"source": source, "key": key, "received_at": now}).rowcount > 0
+
+
+def _repeat(session: Session, ctx: Context, lead: Lead, item: Handoff, now: datetime,
+            channels: dict[tuple[str, str], str | None]) -> IntakeResult:
+    """A handoff for a lead that exists already.
+
+    The same Idempotency-Key means "this exact request again": the same body is answered with the
+    lead, a different body is a conflict (the sender reused a key, and must learn its data was not
+    taken). The same `external_id` with a new key, or none, is the CRM sending the lead's record
+    again: changed facts are written to the lead (score, tier, team and owner stay as decided).
+    """
+    body = _body(item.lead)
+    key = item.idempotency_key
+    if key and lead.idempotency_key == key:
+        if (lead.fingerprint or body_fingerprint(lead.payload)) != body_fingerprint(body):
+            return IntakeResult(lead, duplicate=True, conflict=(
+                f"Idempotency-Key {key!r} was already used for lead {lead.id} with a different body; "
+                "nothing was changed. Send new data with a new key."))
+        return IntakeResult(lead, duplicate=True)
+    try:
+        with session.begin_nested():
+            changed = _update_facts(session, ctx, lead, item.lead, body, now, item.actor, channels)
+    except Refused:
+        return IntakeResult(lead, duplicate=True, conflict=(
+            f"Lead {lead.id} changed while its facts were being updated; send the update again."))
+    return IntakeResult(lead, duplicate=True, updated=changed)
+
+
+#: The lead's columns that mirror a field of the handoff body.
+_FACTS = ("email", "title", "company", "employees", "source", "offer", "crm_url")
+
+
+def _update_facts(session: Session, ctx: Context, lead: Lead, lead_in: LeadIn, body: dict[str, Any],
+                  now: datetime, actor: str, channels: dict[tuple[str, str], str | None]) -> tuple[str, ...]:
+    old = lead.payload or {}
+    body = dict(body)
+    # When the lead was first received is history, not a fact a later copy can change.
+    body.pop("received_at", None)
+    if "received_at" in old:
+        body["received_at"] = old["received_at"]
+    changed = tuple(sorted(k for k in set(body) | set(old) if body.get(k) != old.get(k)))
+    if not changed:
+        return ()
+    seen = lead.version
+    _save(session, lead, seen)
+    for name in _FACTS:
+        setattr(lead, name, getattr(lead_in, name))
+    lead.name = lead_in.display_name
+    lead.payload = body
+    session.flush()
+    add_event(session, lead, at=now, actor=actor, type="updated", fields=list(changed))
+    queue_card(session, ctx, lead, now, channels)
+    return changed
 
 
 class _Routing:
@@ -200,12 +293,13 @@ class _Routing:
 def _new_lead(session: Session, ctx: Context, lead_in: LeadIn, idempotency_key: str | None,
               now: datetime, actor: str, routing: _Routing, channels: dict[tuple[str, str], str | None]) -> Lead:
     decision = qualify(ctx.agreement, lead_in)
+    payload = _body(lead_in)
     lead = Lead(
-        external_id=lead_in.external_id, idempotency_key=idempotency_key,
+        external_id=lead_in.external_id, idempotency_key=idempotency_key, fingerprint=body_fingerprint(payload),
         agreement_version=ctx.agreement.version, email=lead_in.email, name=lead_in.display_name,
         title=lead_in.title, company=lead_in.company, employees=lead_in.employees,
         source=lead_in.source, offer=lead_in.offer, crm_url=lead_in.crm_url,
-        payload=lead_in.model_dump(mode="json", exclude_defaults=True), received_at=lead_in.received_at,
+        payload=payload, received_at=lead_in.received_at,
         handed_off_at=now, workable=decision.workable, score=decision.score,
         score_reasons=decision.score_reasons, reasons=decision.reasons, nurture_reason=decision.nurture_reason,
         persona=decision.persona, value=decision.value, tier=decision.tier,

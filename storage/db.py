@@ -47,13 +47,16 @@ class Database:
             self.engine = self._sqlite_engine(immediate=True, echo=echo)
             self.read_engine = self._sqlite_engine(immediate=False, echo=echo)
         else:
-            self.engine = sa.create_engine(self.url, echo=echo, pool_pre_ping=True,
+            # hide_parameters: a database error's message never carries the statement's values
+            # (lead e-mails, names), so neither does any log line or traceback that quotes it.
+            self.engine = sa.create_engine(self.url, echo=echo, pool_pre_ping=True, hide_parameters=True,
                                            pool_size=10, max_overflow=20)
             self.read_engine = self.engine
 
     def _sqlite_engine(self, *, immediate: bool, echo: bool) -> sa.Engine:
         memory = self.url in ("sqlite://", "sqlite:///:memory:")
-        kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": 30}}
+        kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": 30},
+                                  "hide_parameters": True}
         if memory:
             # One shared connection, or every session would see its own empty database.
             kwargs["poolclass"] = sa.StaticPool

@@ -53,6 +53,9 @@ class Lead(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     external_id: str | None = Field(default=None, unique=True, max_length=200)
     idempotency_key: str | None = Field(default=None, unique=True, max_length=255)
+    #: SHA-256 of the handoff that created the lead (canonical JSON of the validated body): the
+    #: same Idempotency-Key with another body is refused with 409, not answered with this lead.
+    fingerprint: str | None = Field(default=None, max_length=64)
     agreement_version: str = Field(max_length=32)
 
     # What Marketing sent (the whole body is kept in `payload`).

@@ -6,18 +6,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from slack_bolt.adapter.fastapi.async_handler import AsyncSlackRequestHandler
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
+from slack_sdk.signature import SignatureVerifier
 from starlette.types import Message
 
 from bot.api import read_body
 from bot.services import Services
+from bot.slack.inbound import malformed
 from bot.slack.listeners import SlackListeners
 from bot.slack.transport import SlackTransport, make_client
 
@@ -90,6 +94,24 @@ def _replay(request: Request, body: bytes) -> Request:
     return Request(request.scope, receive)
 
 
+@contextlib.contextmanager
+def _without_spurious_token_warning(logger: logging.Logger) -> Iterator[None]:
+    """Bolt reads SLACK_BOT_TOKEN from the environment on its own and, finding it beside the
+    `client` we pass (which carries that same token and the API URL, so Bolt has no other way to
+    be given both), warns at every start that the token "will be unused". Only that one line,
+    only while the app is built, is dropped; every other Bolt warning still shows."""
+    spurious = warning_client_prioritized_and_token_skipped()
+
+    def keep(record: logging.LogRecord) -> bool:
+        return record.getMessage() != spurious
+
+    logger.addFilter(keep)
+    try:
+        yield
+    finally:
+        logger.removeFilter(keep)
+
+
 def install(app: FastAPI, services: Services) -> SlackTransport:
     settings = services.settings
     if settings.slack_bot_token is None or (settings.slack_signing_secret is None and settings.slack_app_token is None):
@@ -100,20 +122,29 @@ def install(app: FastAPI, services: Services) -> SlackTransport:
     # secret to check, and the HTTP route is not served at all (it could verify nothing).
     secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
     # The client carries the bot token and the API URL; Bolt takes the token from it.
-    bolt = AsyncApp(
-        client=client, signing_secret=secret or "",
-        process_before_response=False, request_verification_enabled=secret is not None,
-        logger=logging.getLogger("slabot.slack.bolt"),
-    )
+    bolt_log = logging.getLogger("slabot.slack.bolt")
+    with _without_spurious_token_warning(bolt_log):
+        bolt = AsyncApp(
+            client=client, signing_secret=secret or "",
+            process_before_response=False, request_verification_enabled=secret is not None,
+            logger=bolt_log,
+        )
     listeners = SlackListeners(services)
     listeners.transport_client = client
     listeners.register(bolt)
     handler = AsyncSlackRequestHandler(bolt)
     limit = settings.max_body_bytes
 
+    verifier = SignatureVerifier(secret or "")
+
     async def slack_events(request: Request) -> Response:
         # Bounded before Bolt parses anything: 413 over the limit, then Bolt checks the signature.
         body = await read_body(request, limit)
+        # Signed but malformed: a 400 saying what is wrong, never a listener's 500.
+        if verifier.is_valid_request(body, dict(request.headers)):
+            problem = malformed(body, request.headers.get("content-type", ""))
+            if problem is not None:
+                return JSONResponse({"error": problem}, status_code=400)
         return await handler.handle(_replay(request, body))
 
     if secret is not None:
