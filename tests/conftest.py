@@ -32,7 +32,6 @@ EXAMPLE_AGREEMENT = EXAMPLES / "agreement.yaml"
 EXAMPLE_LEAD = EXAMPLES / "lead.json"
 EXAMPLE_OUTCOME = EXAMPLES / "outcome.json"
 FIXTURES = ROOT / "tests" / "fixtures"
-REFERENCE = FIXTURES  # the former name, for code written before the fixtures moved into the repo
 INTAKE_TOKEN = "test-intake-token"
 #: Tuesday 2026-11-24 10:00 in New York: inside business hours, after the DST change.
 T0 = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)

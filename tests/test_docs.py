@@ -1,0 +1,120 @@
+"""The docs in docs/ describe the code as it is: every command and option of the CLI, every setting,
+every field an agreement may have and every key of the status JSON is documented. A new option,
+setting, field or key without its line in the docs fails here, with what to add."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, get_args, get_origin
+
+import click
+from pydantic import BaseModel
+
+from bot.cli import main as slabot
+from bot.services import Services
+from bot.settings import Settings
+from commands.leads import handoff
+from sla.agreement import Agreement
+from sla.lead import LeadIn
+from tests.conftest import EXAMPLE_LEAD, ROOT, T0
+
+DOCS = ROOT / "docs"
+
+
+def sections(markdown: Path, level: str = "## ") -> dict[str, str]:
+    """Heading text -> the section's text (up to the next heading of the same or a higher level)."""
+    text = markdown.read_text(encoding="utf-8")
+    parts = re.split(rf"^{re.escape(level)}(.+)$", text, flags=re.M)
+    return {title.strip(): body for title, body in zip(parts[1::2], parts[2::2], strict=True)}
+
+
+def commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], click.Command]]:
+    found = []
+    for name, command in sorted(group.commands.items()):
+        if command.hidden:
+            continue
+        if isinstance(command, click.Group):
+            found += commands(command, (*prefix, name))
+        else:
+            found.append(((*prefix, name), command))
+    return found
+
+
+def test_every_cli_command_and_option_is_documented() -> None:
+    doc = sections(DOCS / "cli.md")
+    missing = []
+    for path, command in commands(slabot):
+        title = f"`slabot {' '.join(path)}`"
+        if title not in doc:
+            missing.append(f"a section '## {title}'")
+            continue
+        for param in command.params:
+            if isinstance(param, click.Option) and not param.hidden:
+                flag = max(param.opts, key=len)
+                if flag != "--help" and f"`{flag}" not in doc[title]:
+                    missing.append(f"{flag} in '## {title}'")
+    for param in slabot.params:
+        if isinstance(param, click.Option) and f"`{max(param.opts, key=len)}`" not in doc["Global options"]:
+            missing.append(f"{max(param.opts, key=len)} in '## Global options'")
+    assert len(commands(slabot)) >= 10
+    assert missing == [], "docs/cli.md lacks: " + "; ".join(missing)
+
+
+def test_every_setting_is_documented() -> None:
+    text = (DOCS / "environment.md").read_text()
+    names = [name.upper() for name in Settings.model_fields]
+    assert "DATABASE_URL" in names and "TEAMS_ALLOW_UNAUTHENTICATED" in names
+    missing = [name for name in names if f"`{name}`" not in text]
+    assert missing == [], f"docs/environment.md lacks a row for: {', '.join(missing)}"
+
+
+def _models(model: type[BaseModel], seen: set[type[BaseModel]]) -> None:
+    if model in seen:
+        return
+    seen.add(model)
+    for field in model.model_fields.values():
+        stack: list[Any] = [field.annotation]
+        while stack:
+            annotation = stack.pop()
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                _models(annotation, seen)
+            elif get_origin(annotation) is not None or get_args(annotation):
+                stack.extend(get_args(annotation))
+
+
+def test_every_agreement_field_is_documented() -> None:
+    models: set[type[BaseModel]] = set()
+    _models(Agreement, models)
+    assert len(models) >= 15, "the walk over the agreement model found too few models"
+    text = (DOCS / "agreement.md").read_text()
+    missing = sorted({f"{model.__name__}.{name}" for model in models for name in model.model_fields
+                      if not re.search(rf"`(?:[\w\[\]]+\.)*{re.escape(name)}`", text)})
+    assert missing == [], f"docs/agreement.md does not mention: {', '.join(missing)}"
+
+
+def test_every_status_key_is_documented(services: Services) -> None:
+    handoff(services.ctx, LeadIn.model_validate_json(EXAMPLE_LEAD.read_text()))
+    status = services.status(as_of=T0.replace(hour=17))
+    doc = sections(DOCS / "status.md")
+    assert status["breaches"] and status["closed_loop"]["segments"], "the example lead should show in both"
+
+    def keys(part: dict[str, Any]) -> set[str]:
+        return set(part)
+
+    rep = next(iter(status["sales"]["per_rep"]))
+    expected = {
+        "Top level": keys(status),
+        "period": keys(status["period"]),
+        "marketing": keys(status["marketing"]),
+        "sales": keys(status["sales"]) | keys(status["sales"]["per_rep"][rep]),
+        "breaches": keys(status["breaches"][0]),
+        "closed_loop": keys(status["closed_loop"]) | keys(status["closed_loop"]["segments"][0]),
+        "capacity": keys(status["capacity"]) | keys(status["capacity"]["per_rep"][rep]),
+        "rejected": keys(status["rejected"]),
+        "yesterday": keys(status["yesterday"]),
+    }
+    assert set(expected) - {"Top level"} == keys(status) - {"as_of", "scope"}
+    missing = [f"{section}.{key}" for section, names in expected.items() for key in sorted(names)
+               if f"`{key}`" not in doc.get(section, "")]
+    assert missing == [], f"docs/status.md does not describe: {', '.join(missing)}"
