@@ -7,15 +7,22 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import date
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
+from pydantic import ValidationError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from commands.analyze import AnalyzeError, Options, Report, analyze_csv, parse_by, parse_map
-from sla.agreement import AgreementError, load_agreement
-from sla.closed_loop import verdict_words
+from sla.agreement import Agreement, AgreementError, load_agreement
+from sla.closed_loop import DEFAULT_MIN_LEADS, verdict_words
 from sla.planning import Plan
+
+if TYPE_CHECKING:
+    from storage.db import Database
 
 MAX_BAD_ROWS_SHOWN = 20
 
@@ -96,7 +103,8 @@ def render_report(data: dict[str, Any]) -> list[str]:
         lines += [f"  {_verdict_line(s, data['baseline_rate'], data['min_leads'])}" for s in data["segments"]]
     if data["bad_rows"]:
         lines += ["", "Bad rows (left out of every figure):"]
-        lines += [f"  line {b['line']}: {b['error']}" for b in data["bad_rows"][:MAX_BAD_ROWS_SHOWN]]
+        lines += [f"  line {b['line']}: {b['error']}" if b["line"] is not None else f"  {b['error']}"
+                  for b in data["bad_rows"][:MAX_BAD_ROWS_SHOWN]]
         more = data["bad_row_count"] - min(len(data["bad_rows"]), MAX_BAD_ROWS_SHOWN)
         if more:
             lines.append(f"  ... and {more:,} more")
@@ -207,8 +215,95 @@ def analyze(history: Path | None, maps: tuple[str, ...], by_text: str, baseline_
         click.echo(f"wrote the segments: block to {out}", err=True)   # stdout ends with the block
 
 
+def _local_date(option: str, value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        _fail(f"{option} {value!r} is not a date like 2026-11-01", "analyze")
+
+
+class NoHistory(Exception):
+    """slabot's own database cannot be read (missing, unreachable, not migrated); one line why."""
+
+
+def _history(agreement: Agreement | None) -> tuple[Database, Agreement]:
+    """slabot's database and agreement, from the environment (as `slabot serve` reads them)."""
+    from bot.settings import Settings
+    from storage.db import Database
+
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        raise NoHistory("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())) from None
+    if agreement is None:
+        try:
+            agreement = load_agreement(settings.slabot_agreement)
+        except AgreementError:
+            raise NoHistory(f"the agreement {settings.slabot_agreement} is not valid: run "
+                            f"`slabot check {settings.slabot_agreement}`") from None
+    url = make_url(settings.database_url)
+    if url.get_backend_name() == "sqlite" and (not url.database or not Path(url.database).exists()):
+        raise NoHistory(f"there is no database at {url.database or 'memory'}: set DATABASE_URL to slabot's")
+    db = Database(settings.database_url)
+    try:
+        current = db.is_current()
+    except SQLAlchemyError as exc:
+        raise NoHistory(f"cannot read the database: {type(getattr(exc, 'orig', None) or exc).__name__}") from None
+    if not current:
+        raise NoHistory("the database schema is not current: run `slabot db upgrade`")
+    return db, agreement
+
+
 def _from_db(options: Options, since: str | None, until: str | None) -> Report:
-    _fail("--from-db is not available yet: export the history to CSV and analyze that", "analyze")
+    from commands.analyze import analyze_history
+    from storage.history import history_batches
+
+    first, last = _local_date("--since", since), _local_date("--until", until)
+    if first and last and first > last:
+        _fail(f"--since {since} is after --until {until}", "analyze")
+    try:
+        db, agreement = _history(options.agreement)
+    except NoHistory as exc:
+        _fail(str(exc), "analyze")
+    calendar = agreement.calendar()
+    start = calendar.day_bounds(first)[0] if first else None
+    end = calendar.day_bounds(last)[1] if last else None
+    try:
+        batches = history_batches(db, start=start, end=end, with_payload=options.agreement is not None)
+        return analyze_history(batches, options, calendar)
+    finally:
+        db.dispose()
+
+
+def _rates_from_history(min_count: int) -> tuple[float | None, float | None, list[str]]:
+    """(win rate, opportunity rate, what was found) from slabot's own leads, each only when there
+    is enough history: at least `min_count` opportunities (win rate) or workable leads."""
+    from storage.history import outcome_totals
+
+    try:
+        db, _ = _history(None)
+    except NoHistory as exc:
+        return None, None, [f"no history to take it from ({exc})"]
+    try:
+        totals = outcome_totals(db)
+    finally:
+        db.dispose()
+    win = opportunity = None
+    notes = []
+    if totals.opportunities >= min_count and totals.won > 0:
+        win = totals.won / totals.opportunities
+        notes.append(f"win rate {_pct(win)} from history: {totals.won:,} won of "
+                     f"{totals.opportunities:,} opportunities")
+    if totals.workable >= min_count and totals.workable_opportunities > 0:
+        opportunity = totals.workable_opportunities / totals.workable
+        notes.append(f"opportunity rate {_pct(opportunity)} from history: {totals.workable_opportunities:,} "
+                     f"opportunities of {totals.workable:,} workable leads")
+    if win is None or opportunity is None:
+        notes.append(f"history is not enough yet ({totals.opportunities:,} opportunities and "
+                     f"{totals.workable:,} workable leads; {min_count} of each are needed)")
+    return win, opportunity, notes
 
 
 @click.command(cls=OneLineCommand)
@@ -229,18 +324,31 @@ def plan(bookings: float, deal_size: float, per: str, win_rate: float | None, op
         _fail(f"--reps {reps}: must be at least 1", "plan")
     _rate("--win-rate", win_rate)
     _rate("--opportunity-rate", opportunity_rate)
+    notes: list[str] = []
+    found: list[str] = []
+    if win_rate is None or opportunity_rate is None:
+        found_win, found_opportunity, found = _rates_from_history(DEFAULT_MIN_LEADS)
+        if win_rate is None and found_win is not None:
+            win_rate = found_win
+            notes += [n for n in found if n.startswith("win rate")]
+        if opportunity_rate is None and found_opportunity is not None:
+            opportunity_rate = found_opportunity
+            notes += [n for n in found if n.startswith("opportunity rate")]
     missing = [text for value, text in (
         (win_rate, "--win-rate R (the share of opportunities that are won, like 0.25)"),
         (opportunity_rate, "--opportunity-rate R (the share of workable leads that become opportunities, "
                            "like 0.1)")) if value is None]
     if missing:
-        _fail(f"supply {' and '.join(missing)}: there is no history to take it from", "plan")
+        why = next((n for n in found if n.startswith(("no history", "history is not"))), "")
+        _fail(f"supply {' and '.join(missing)}: {why}", "plan")
     assert win_rate is not None and opportunity_rate is not None
     result = Plan(bookings=bookings, deal_size=deal_size, per=per, win_rate=win_rate,
                   opportunity_rate=opportunity_rate, reps=reps)
     if as_json:
-        click.echo(json.dumps(result.to_json(), indent=2))
+        click.echo(json.dumps({**result.to_json(), "notes": notes}, indent=2))
         return
+    for line in notes:
+        click.echo(line)
     for line in render_plan(result):
         click.echo(line)
 

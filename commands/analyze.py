@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import math
 import operator
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -22,11 +22,13 @@ from zoneinfo import ZoneInfo
 from pydantic import ValidationError
 
 from sla.agreement import Agreement
+from sla.calendar import BusinessCalendar
 from sla.closed_loop import (
     DEFAULT_BASELINE_RATE,
     DEFAULT_MIN_LEADS,
     Analysis,
     Backtest,
+    HistoryRow,
     ThresholdTable,
     score_of,
     segment_key,
@@ -376,4 +378,38 @@ def _analyze(handle: IO[bytes], options: Options) -> Report:
             previous = reader.line_num
             _pop_mark(marks, line, previous)
             analysis.add_bad(line, _csv_error(exc))
+    return report
+
+
+def analyze_history(batches: Iterable[list[HistoryRow]], options: Options, calendar: BusinessCalendar) -> Report:
+    """The same report over slabot's own leads and outcomes (`slabot analyze --from-db`).
+
+    Months and weeks are local to the agreement's calendar; a lead whose stored body cannot be
+    rescored (with `--agreement`) is a bad row named by its id.
+    """
+    analysis = Analysis(by=options.by, baseline_rate=options.baseline_rate, min_leads=options.min_leads)
+    agreement = options.agreement
+    thresholds = ThresholdTable() if agreement is not None else None
+    backtest = Backtest(agreement) if agreement is not None else None
+    report = Report(analysis, thresholds, backtest, options.target_rate if agreement is not None else None)
+    for batch in batches:
+        for row in batch:
+            cells = {"source": row.source, "offer": row.offer}
+            key = tuple(segment_key(cells[name]) for name in options.by)
+            lead = None
+            if agreement is not None:
+                try:
+                    lead = LeadIn.model_validate(row.payload or {})
+                except ValidationError as exc:
+                    analysis.add_bad(None, f"lead {row.lead_id}: {_validation_text(exc)}")
+                    continue
+            analysis.add(key, opportunity=row.opportunity, won=row.won, amount=row.amount)
+            if agreement is not None and lead is not None:
+                assert thresholds is not None and backtest is not None
+                opportunity = row.opportunity or row.won
+                thresholds.add(score_of(agreement, lead), opportunity=opportunity)
+                day = calendar.local_date(row.handed_off_at)
+                year, week, _ = day.isocalendar()
+                backtest.add(lead, opportunity=opportunity, won=row.won, amount=row.amount,
+                             month=f"{day.year}-{day.month:02d}", week=f"{year}-W{week:02d}")
     return report

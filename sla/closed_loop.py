@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import yaml
@@ -27,6 +28,7 @@ __all__ = [
     "Z_95",
     "Analysis",
     "Backtest",
+    "HistoryRow",
     "SegmentStats",
     "ThresholdTable",
     "segment_key",
@@ -44,6 +46,21 @@ MAX_BAD_ROWS_LISTED = 1000
 
 _TRUE = frozenset({"1", "true", "yes", "y"})
 _VERDICT_WORDS = {"workable": "workable", "not_workable": "not workable", "too_few": "too few leads"}
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    """One lead of slabot's own history (`slabot analyze --from-db`), with its outcomes to date."""
+
+    lead_id: int
+    source: str | None
+    offer: str | None
+    opportunity: bool
+    won: bool
+    amount: float
+    handed_off_at: datetime
+    #: The validated handoff body, for rescoring with an agreement (None when not asked for).
+    payload: dict[str, Any] | None = None
 
 
 def truthy(cell: str | None) -> bool:
@@ -137,7 +154,7 @@ class Analysis:
     #: letter, but the `segments:` block leaves values out rather than price every segment at 0.
     has_amounts: bool = True
     bad_row_count: int = 0
-    bad_rows: list[tuple[int, str]] = field(default_factory=list)
+    bad_rows: list[tuple[int | None, str]] = field(default_factory=list)
     segments: dict[tuple[str | None, ...], SegmentStats] = field(default_factory=dict)
 
     def segment(self, key: tuple[str | None, ...]) -> SegmentStats:
@@ -167,8 +184,9 @@ class Analysis:
         """Every data row read: the good ones (leads) and the bad ones."""
         return sum(s.leads for s in self.segments.values()) + self.bad_row_count
 
-    def add_bad(self, line: int, error: str) -> None:
-        """A row left out of every figure, reported by its line in the file (the header is line 1)."""
+    def add_bad(self, line: int | None, error: str) -> None:
+        """A row left out of every figure, reported by its line in the file (the header is line 1);
+        a lead of slabot's own history has no line (None) and is named in the error instead."""
         self.bad_row_count += 1
         if len(self.bad_rows) < MAX_BAD_ROWS_LISTED:
             self.bad_rows.append((line, error))
