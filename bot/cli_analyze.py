@@ -228,7 +228,7 @@ class NoHistory(Exception):
     """slabot's own database cannot be read (missing, unreachable, not migrated); one line why."""
 
 
-def _history(agreement: Agreement | None) -> tuple[Database, Agreement]:
+def _history(agreement: Agreement | None, *, need_agreement: bool = True) -> tuple[Database, Agreement | None]:
     """slabot's database and agreement, from the environment (as `slabot serve` reads them)."""
     from bot.settings import Settings
     from storage.db import Database
@@ -237,12 +237,14 @@ def _history(agreement: Agreement | None) -> tuple[Database, Agreement]:
         settings = Settings()
     except ValidationError as exc:
         raise NoHistory("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())) from None
-    if agreement is None:
+    if agreement is None and need_agreement:
+        path = settings.slabot_agreement
         try:
-            agreement = load_agreement(settings.slabot_agreement)
-        except AgreementError:
-            raise NoHistory(f"the agreement {settings.slabot_agreement} is not valid: run "
-                            f"`slabot check {settings.slabot_agreement}`") from None
+            agreement = load_agreement(path)
+        except AgreementError as exc:
+            first = exc.problems[0].message if exc.problems else "not valid"
+            raise NoHistory(f"the agreement {path}: {first} (set SLABOT_AGREEMENT; `slabot check` "
+                            "lists every problem)") from None
     url = make_url(settings.database_url)
     if url.get_backend_name() == "sqlite" and (not url.database or not Path(url.database).exists()):
         raise NoHistory(f"there is no database at {url.database or 'memory'}: set DATABASE_URL to slabot's")
@@ -267,6 +269,7 @@ def _from_db(options: Options, since: str | None, until: str | None) -> Report:
         db, agreement = _history(options.agreement)
     except NoHistory as exc:
         _fail(str(exc), "analyze")
+    assert agreement is not None
     calendar = agreement.calendar()
     start = calendar.day_bounds(first)[0] if first else None
     end = calendar.day_bounds(last)[1] if last else None
@@ -283,7 +286,7 @@ def _rates_from_history(min_count: int) -> tuple[float | None, float | None, lis
     from storage.history import outcome_totals
 
     try:
-        db, _ = _history(None)
+        db, _ = _history(None, need_agreement=False)
     except NoHistory as exc:
         return None, None, [f"no history to take it from ({exc})"]
     try:
