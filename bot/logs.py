@@ -168,7 +168,8 @@ def safe_database_url(url: str) -> str:
         parsed = sa.engine.make_url(url)
     except (sa.exc.ArgumentError, ValueError):
         return "<not a database URL>"
-    return str(parsed.set(password=None, query={}).render_as_string(hide_password=False))
+    # URL.set() ignores None, so the password goes with _replace (URL is a named tuple).
+    return str(parsed._replace(password=None, query={}).render_as_string(hide_password=False))
 
 
 def chat_platforms(settings: Any) -> str:
