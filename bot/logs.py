@@ -169,7 +169,7 @@ def safe_database_url(url: str) -> str:
     except (sa.exc.ArgumentError, ValueError):
         return "<not a database URL>"
     # URL.set() ignores None, so the password goes with _replace (URL is a named tuple).
-    return str(parsed._replace(password=None, query={}).render_as_string(hide_password=False))
+    return str(parsed._replace(password=None).set(query={}).render_as_string(hide_password=False))
 
 
 def chat_platforms(settings: Any) -> str:
