@@ -11,12 +11,15 @@ import time
 from datetime import UTC, datetime
 from typing import Annotated, Any, NoReturn
 
-from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Request, Security
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlmodel import col, select
 
+from bot import apidocs
+from bot.apidocs import errors, json_body
 from bot.services import Services
 from commands.leads import Handoff, handoff_many, lead_summary, record_outcome
 from sla.lead import LeadIn, plain_text, sane_instant
@@ -35,7 +38,9 @@ def services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(services)]
 
 
-def require_token(request: Request, svc: ServicesDep) -> None:
+def require_token(request: Request, svc: ServicesDep,
+                  _documented: Annotated[HTTPAuthorizationCredentials | None, Security(apidocs.bearer)]) -> None:
+    # `_documented` only puts the bearer scheme in OpenAPI (the Authorize button); the check is here.
     expected = svc.settings.slabot_intake_token
     if expected is None:
         raise HTTPException(401, "intake is disabled until SLABOT_INTAKE_TOKEN is set",
@@ -112,7 +117,14 @@ def _field_errors(exc: ValidationError) -> list[dict[str, Any]]:
             for err in exc.errors(include_url=False, include_context=False, include_input=False)]
 
 
-@router.post("/api/v1/leads", dependencies=[Authorized])
+@router.post("/api/v1/leads", dependencies=[Authorized], status_code=201, response_model=apidocs.LeadSummary,
+             summary="Hand off a lead", response_description="A new lead: how it was qualified and where it went.",
+             responses={200: {"model": apidocs.DuplicateLead,
+                              "description": "Seen before (same external_id or Idempotency-Key): the lead "
+                                             "as stored, with `duplicate: true`; nothing new is stored."},
+                        **errors(401, 409, 413, 422, e409="The same Idempotency-Key came with another body.")},
+             openapi_extra=json_body(LeadIn, "The lead as Marketing sends it: `email` or `external_id` is "
+                                             "required; fields beyond these are ignored."))
 async def create_lead(request: Request, svc: ServicesDep,
                       idempotency_key: Annotated[str | None, Header(max_length=255)] = None) -> JSONResponse:
     raw = await read_body(request, svc.settings.max_body_bytes)
@@ -133,7 +145,7 @@ async def create_lead(request: Request, svc: ServicesDep,
 class OutcomeIn(BaseModel):
     model_config = ConfigDict(extra="ignore")
     external_id: Annotated[str, Field(min_length=1, max_length=200), AfterValidator(plain_text)]
-    type: str
+    type: str = Field(json_schema_extra={"enum": ["opportunity_created", "won", "lost"]})
     amount: float | None = Field(default=None, ge=0, le=1e15, allow_inf_nan=False)
     at: Annotated[datetime, AfterValidator(sane_instant)] | None = None
     crm_url: Annotated[str, Field(max_length=500), AfterValidator(plain_text)] | None = None
@@ -147,7 +159,11 @@ class OutcomeIn(BaseModel):
 
 
 
-@router.post("/api/v1/outcomes", dependencies=[Authorized])
+@router.post("/api/v1/outcomes", dependencies=[Authorized], response_model=apidocs.LeadSummary,
+             summary="Record a closed-loop outcome from the CRM", response_description="The lead after the outcome.",
+             responses=errors(401, 404, 409, 413, 422, e404="No lead with that external_id.",
+                              e409="The lead's state does not allow this outcome."),
+             openapi_extra=json_body(OutcomeIn, "What became of a lead in the CRM."))
 async def create_outcome(request: Request, svc: ServicesDep) -> JSONResponse:
     raw = await read_body(request, svc.settings.max_body_bytes)
     try:
@@ -182,7 +198,9 @@ def _lead_detail(svc: Services, lead_id: int) -> dict[str, Any] | None:
         return body
 
 
-@router.get("/api/v1/leads/{lead_id}", dependencies=[Authorized])
+@router.get("/api/v1/leads/{lead_id}", dependencies=[Authorized], response_model=None, summary="Look up a lead",
+            responses={200: {"model": apidocs.LeadDetail, "description": "The lead and its history."},
+                       **errors(401, 404, e404="No lead with that id.")})
 def get_lead(lead_id: int, svc: ServicesDep) -> dict[str, Any]:
     # An id no database integer can hold names no lead (and would overflow the driver).
     body = _lead_detail(svc, lead_id) if 0 < lead_id < 2**63 else None
@@ -191,7 +209,12 @@ def get_lead(lead_id: int, svc: ServicesDep) -> dict[str, Any]:
     return body
 
 
-@router.get("/api/v1/status", dependencies=[Authorized])
+@router.get("/api/v1/status", dependencies=[Authorized], response_model=None, summary="The SLA numbers",
+            responses={200: {"description": "The numbers behind `/sla status` and the digest, as of `as_of`: "
+                                            "fractions are 0..1, durations business minutes, money in the "
+                                            "agreement's currency. These keys at least; more may follow.",
+                             "content": {"application/json": {"example": apidocs.STATUS_EXAMPLE}}},
+                       **errors(401, 422, e422="An unknown scope, or an as_of without a time zone.")})
 def get_status(svc: ServicesDep, scope: str = "all", as_of: datetime | None = None) -> dict[str, Any]:
     if as_of is not None:
         try:
@@ -206,12 +229,15 @@ def get_status(svc: ServicesDep, scope: str = "all", as_of: datetime | None = No
             from None
 
 
-@router.get("/healthz")
+@router.get("/healthz", response_model=apidocs.Health, summary="Liveness", response_description="The process answers.")
 def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get("/readyz", response_model=apidocs.Readiness, summary="Readiness",
+            response_description="The database is reachable and migrated.",
+            responses={503: {"model": apidocs.Readiness,
+                             "description": "The database is unreachable or migrations are pending."}})
 def readyz(svc: ServicesDep) -> JSONResponse:
     try:
         current = svc.ctx.db.is_current()
@@ -223,7 +249,8 @@ def readyz(svc: ServicesDep) -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics",
+            response_description="Counters and latency histograms in the Prometheus text format.")
 def metrics(svc: ServicesDep) -> Response:
     body, content_type = svc.telemetry.render()
     return Response(body, media_type=content_type)
@@ -287,7 +314,11 @@ def hubspot_handoff(event: dict[str, Any] | HubSpotEvent) -> LeadIn | None:
     return None
 
 
-@router.post("/webhooks/hubspot")
+@router.post("/webhooks/hubspot", response_model=apidocs.HubSpotAccepted, summary="HubSpot contact events",
+             response_description="The batch was handled; leads seen before are not counted again.",
+             responses=errors(400, 401, 404, 413, e401="A stale timestamp or a bad X-HubSpot-Signature-v3.",
+                              e404="HubSpot webhooks are off (HUBSPOT_CLIENT_SECRET is not set)."),
+             openapi_extra=json_body(HubSpotEvent, "A batch of v3-signed HubSpot webhook events.", many=True))
 async def hubspot_webhook(request: Request, svc: ServicesDep) -> JSONResponse:
     secret = svc.settings.hubspot_client_secret
     if secret is None:
@@ -338,3 +369,4 @@ def _hubspot_malformed(errors: list[dict[str, Any]]) -> NoReturn:
 
 def install(app: FastAPI) -> None:
     app.include_router(router)
+    apidocs.install(app)

@@ -49,7 +49,8 @@ def create_app(services: Services, *, run_worker: bool = False, run_scheduler: b
             for hook in app.state.shutdown_hooks:
                 await hook()
 
-    app = FastAPI(title="slabot", version="0.1.0", lifespan=lifespan)
+    # /docs and /redoc are served by bot.apidocs from local files (FastAPI's own pages use a CDN).
+    app = FastAPI(title="slabot", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.services = services
     app.state.startup_hooks = []
     app.state.shutdown_hooks = []
