@@ -430,3 +430,11 @@ def test_tick_as_a_first_start_at_night_queues_no_digest(tmp_path: Path) -> None
     assert "digests: 0 queued" in result.stdout
     morning = slabot(tmp_path, "tick", "--now", "2026-11-25T13:30:00Z", CONSOLE="1")  # 08:30 the next day
     assert "digests: 2 queued" in morning.stdout, morning.stdout
+
+
+def test_a_dot_env_file_in_the_working_directory_is_read_and_the_environment_wins(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text(f"SLABOT_INTAKE_TOKEN={TOKEN}\nSLACK_BOT_TOKEN=xoxb-from-dot-env\n")
+    one_line_refusal(slabot(tmp_path, "worker"), "SLACK_BOT_TOKEN is set but SLACK_SIGNING_SECRET is not")
+    # The environment wins over the file: a short token from the environment is refused.
+    one_line_refusal(slabot(tmp_path, "worker", SLABOT_INTAKE_TOKEN="short", SLACK_SIGNING_SECRET="s3cret"),
+                     "SLABOT_INTAKE_TOKEN is shorter than 32 characters")
