@@ -30,7 +30,6 @@ from sla.closed_loop import (
     Backtest,
     HistoryRow,
     ThresholdTable,
-    score_of,
     segment_key,
     truthy,
 )
@@ -260,9 +259,9 @@ class _Scoring:
     def add(self, scored: tuple[LeadIn, tuple[str, str] | None], *, opportunity: bool, won: bool,
             amount: float) -> None:
         lead, dated = scored
-        self.thresholds.add(score_of(self.agreement, lead), opportunity=opportunity or won)
-        self.backtest.add(lead, opportunity=opportunity or won, won=won, amount=amount,
-                          month=dated[0] if dated else None, week=dated[1] if dated else None)
+        decision = self.backtest.add(lead, opportunity=opportunity or won, won=won, amount=amount,
+                                     month=dated[0] if dated else None, week=dated[1] if dated else None)
+        self.thresholds.add(decision.score, opportunity=opportunity or won)
 
 
 def analyze_csv(path: str | Path, options: Options) -> Report:
@@ -407,9 +406,9 @@ def analyze_history(batches: Iterable[list[HistoryRow]], options: Options, calen
             if agreement is not None and lead is not None:
                 assert thresholds is not None and backtest is not None
                 opportunity = row.opportunity or row.won
-                thresholds.add(score_of(agreement, lead), opportunity=opportunity)
                 day = calendar.local_date(row.handed_off_at)
                 year, week, _ = day.isocalendar()
-                backtest.add(lead, opportunity=opportunity, won=row.won, amount=row.amount,
-                             month=f"{day.year}-{day.month:02d}", week=f"{year}-W{week:02d}")
+                decision = backtest.add(lead, opportunity=opportunity, won=row.won, amount=row.amount,
+                                        month=f"{day.year}-{day.month:02d}", week=f"{year}-W{week:02d}")
+                thresholds.add(decision.score, opportunity=opportunity)
     return report

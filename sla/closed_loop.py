@@ -19,7 +19,7 @@ import yaml
 from sla.agreement import Agreement
 from sla.keys import segment_key
 from sla.lead import LeadIn
-from sla.qualification import qualify, route_team, score_lead
+from sla.qualification import Decision, qualify, route_team
 
 __all__ = [
     "DEFAULT_BASELINE_RATE",
@@ -341,8 +341,9 @@ class Backtest:
     all_weeks: set[str] = field(default_factory=set)                 # every week any row arrived in
 
     def add(self, lead: LeadIn, *, opportunity: bool, won: bool, amount: float, month: str | None,
-            week: str | None) -> bool:
-        """Qualify and route one history row as if it arrived today; returns whether it was workable."""
+            week: str | None) -> Decision:
+        """Qualify and route one history row as if it arrived today; returns the decision (its score
+        is the lead's score under the agreement's scoring rules)."""
         decision = qualify(self.agreement, lead)
         if week is not None:
             self.all_weeks.add(week)
@@ -359,7 +360,7 @@ class Backtest:
                 per_week[week] = per_week.get(week, 0) + 1
             else:
                 self.weeks.setdefault(team, {})
-        return decision.workable
+        return decision
 
     def capacity(self, team_key: str) -> int:
         team = next(t for t in self.agreement.teams if t.key == team_key)
@@ -384,7 +385,3 @@ class Backtest:
                 "weeks_over_capacity": sum(1 for n in loads if n > capacity),
             })
         return {"total": _split_json(self.total), "months": months, "teams": teams}
-
-
-def score_of(agreement: Agreement, lead: LeadIn) -> int:
-    return score_lead(agreement, lead)[0]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 _SEPARATORS = re.compile(r"[\s_-]+")
 
 
+@lru_cache(maxsize=4096)   # every condition compares its values on every lead: few distinct values
 def segment_key(value: str | None) -> str | None:
     """Trimmed, lower-cased, each run of spaces, hyphens or underscores made one `_`; blank is None.
 

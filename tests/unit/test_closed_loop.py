@@ -207,9 +207,10 @@ def test_backtest_months_nurture_and_weekly_load_against_capacity() -> None:
     rows = [(good, True, "2026-10", "2026-W40"), (good, False, "2026-10", "2026-W40"),
             (big, True, "2026-10", "2026-W41"), (weak, True, "2026-10", "2026-W41"),
             (weak, False, "2026-11", "2026-W45"), (good, True, None, None)]
-    workable = [backtest.add(lead(**f), opportunity=o, won=False, amount=0, month=m, week=w)
-                for f, o, m, w in rows]
-    assert workable == [True, True, True, False, False, True]
+    decisions = [backtest.add(lead(**f), opportunity=o, won=False, amount=0, month=m, week=w)
+                 for f, o, m, w in rows]
+    assert [d.workable for d in decisions] == [True, True, True, False, False, True]
+    assert [d.score for d in decisions] == [30, 30, 30, 0, 0, 30]
     data = backtest.to_json()
     assert data["total"]["workable"]["leads"] == 4 and data["total"]["workable"]["opportunities"] == 3
     assert data["total"]["nurture"]["leads"] == 2 and data["total"]["nurture"]["opportunity_rate"] == 0.5
