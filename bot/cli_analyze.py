@@ -39,16 +39,17 @@ class OneLineCommand(click.Command):
 
 
 def _fail(message: str, command: str | None = None) -> NoReturn:
-    click.echo(f"slabot {command or ''}: error: {message}".replace("  ", " "), err=True)
+    prefix = f"slabot {command}" if command else "slabot"
+    click.echo(f"{prefix}: error: {message}", err=True)
     sys.exit(2)
 
 
-def _rate(name: str, value: float | None, *, zero_ok: bool = False) -> None:
+def _rate(command: str, name: str, value: float | None, *, zero_ok: bool = False) -> None:
     if value is None:
         return
     if not (0 <= value <= 1) or (value == 0 and not zero_ok):
         low = "0" if zero_ok else "above 0"
-        _fail(f"{name} {value:g}: a rate is a fraction from {low} to 1, like 0.1 for 10%")
+        _fail(f"{name} {value:g}: a rate is a fraction from {low} to 1, like 0.1 for 10%", command)
 
 
 def _pct(value: float | None) -> str:
@@ -170,8 +171,8 @@ def analyze(history: Path | None, maps: tuple[str, ...], by_text: str, baseline_
             agreement_path: Path | None, target_rate: float | None, as_json: bool, out: Path | None,
             from_db: bool, since: str | None, until: str | None) -> None:
     """The closed-loop report: which lead segments are workable, judged on history."""
-    _rate("--baseline-rate", baseline_rate, zero_ok=True)
-    _rate("--target-rate", target_rate)
+    _rate("analyze", "--baseline-rate", baseline_rate, zero_ok=True)
+    _rate("analyze", "--target-rate", target_rate)
     if min_leads < 1:
         _fail(f"--min-leads {min_leads}: must be at least 1", "analyze")
     if target_rate is not None and agreement_path is None:
@@ -325,8 +326,8 @@ def plan(bookings: float, deal_size: float, per: str, win_rate: float | None, op
         _fail("--bookings and --deal-size must be above 0", "plan")
     if reps is not None and reps < 1:
         _fail(f"--reps {reps}: must be at least 1", "plan")
-    _rate("--win-rate", win_rate)
-    _rate("--opportunity-rate", opportunity_rate)
+    _rate("plan", "--win-rate", win_rate)
+    _rate("plan", "--opportunity-rate", opportunity_rate)
     notes: list[str] = []
     found: list[str] = []
     if win_rate is None or opportunity_rate is None:
