@@ -135,6 +135,12 @@ def business_minutes(value: Any) -> str:
 
 def _status(ctx: Context, args: list[str], actor: Actor, platform: str, channel: str | None) -> CommandReply:
     words = [a.lower() for a in args]
+    if not is_known(actor):
+        # The numbers name reps and their misses: only people in the agreement see them, and the
+        # refusal is private (an ephemeral message on Slack, a direct message on Teams).
+        return CommandReply("Sorry, you are not in the SLA agreement (as a rep, manager or VP), and its "
+                            "numbers are only for the people in it.",
+                            ("Ask your RevOps admin to add your chat id or e-mail to the agreement.",))
     if not words:
         return status_reply(ctx, scope="all", label="everyone")
     if words == ["me"]:

@@ -7,6 +7,7 @@ import asyncio
 import importlib.util
 import itertools
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -856,3 +857,24 @@ async def test_logs_hold_no_secrets_tokens_or_lead_contact_data(slack: Slack, ca
     assert logged, "nothing was logged: the test would prove nothing"
     for secret in ("jane.secret@globex.example", "555 0199", sh.BOT_TOKEN, sh.SIGNING_SECRET, INTAKE_TOKEN):
         assert secret not in logged, f"{secret!r} leaked into the logs"
+
+async def test_sla_status_is_refused_privately_to_people_outside_the_agreement(slack: Slack) -> None:
+    await slack.handoff()
+    for words in ("status", "status team smb", "status me"):
+        refused = await slack.command("U0STRANGER", words)
+        assert refused["response_type"] == "ephemeral"   # only the person who asked sees it
+        assert refused["text"].startswith("Sorry, you are not in the SLA agreement"), refused["text"]
+        assert "SLA status for" not in refused["text"] and "Marketing:" not in refused["text"]
+    assert "SLA status for everyone" in (await slack.command(SAM, "status"))["text"]
+
+
+def test_no_bolt_warning_at_start_with_the_slack_settings_in_the_environment(
+        db: Database, agreement: Agreement, clock: FixedClock, fake: FakeSlack, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    # `slabot serve` reads SLACK_BOT_TOKEN from the environment, and so does Bolt on its own.
+    monkeypatch.setenv("SLACK_BOT_TOKEN", sh.BOT_TOKEN)
+    monkeypatch.setenv("SLACK_SIGNING_SECRET", sh.SIGNING_SECRET)
+    with caplog.at_level(logging.DEBUG):
+        create_app(slack_services(db, agreement, clock, fake))
+    noise = [f"{r.name}: {r.getMessage()}" for r in caplog.records if r.levelno >= logging.WARNING]
+    assert noise == []

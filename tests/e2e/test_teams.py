@@ -593,3 +593,18 @@ async def test_production_outbound_calls_carry_the_bot_token(production: Teams,
     assert posted is not None and posted.channel == personal_chat("ana")
     (call,) = production.connector.calls
     assert call.headers["authorization"] == "Bearer stub-bot-token"
+
+
+def test_sla_status_is_refused_privately_to_people_outside_the_agreement(teams: Teams) -> None:
+    teams.send(team_install(teams.url))
+    # Asked in a channel: Teams has no ephemeral messages, so the refusal goes to a 1:1 chat.
+    assert teams.send(channel_message(teams.url, "stranger", "sla status")).status_code == 202
+    (created,) = teams.connector.created_conversations
+    assert created["members"] == [{"id": PEOPLE["stranger"][0]}] and created["isGroup"] is False
+    (refusal,) = texts(teams.connector, created["id"])
+    assert refusal.startswith("Sorry, you are not in the SLA agreement") and "SLA status for" not in refusal
+    thread = next(cid for cid in teams.connector.conversations if ";messageid=" in cid)
+    assert all("SLA status for" not in text for text in texts(teams.connector, thread))
+    # Asked in the personal chat: the answer is the same refusal, there.
+    assert teams.send(personal_message(teams.url, "stranger", "sla status team smb")).status_code == 202
+    assert texts(teams.connector, personal_chat("stranger"))[-1].startswith("Sorry, you are not in the SLA")
