@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import sys
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TextIO
 
@@ -23,6 +24,9 @@ def render_card(card: Card) -> list[str]:
 
 
 class ConsoleTransport:
+    """Prints each message as it is sent. `_emit` is the one place output happens, so a subclass
+    can hold it back and print it in a stable order (the demo does, per tick)."""
+
     platform = "console"
 
     def __init__(self, ctx: Context, out: TextIO | None = None) -> None:
@@ -40,18 +44,23 @@ class ConsoleTransport:
             print("  " + line, file=self.out)
         self.out.flush()
 
+    def _emit(self, kind: str, target: str, show: Callable[[], None]) -> None:
+        """Output one message (`kind` card, dm or digest, to `target`) now."""
+        show()
+
     def min_interval(self, kind: str) -> float:
         return 0.0
 
     async def post_card(self, channel: str, card: Card, *, outbox_id: int) -> Posted:
         message_id = f"m{next(self._ids)}"
         self.posted.append(("post", channel, card))
-        self._print(f"{channel}: new lead card", render_card(card))
+        self._emit("card", channel, lambda: self._print(f"{channel}: new lead card", render_card(card)))
         return Posted(channel, message_id)
 
     async def update_card(self, ref: Posted, card: Card) -> None:
         self.posted.append(("update", ref.channel, card))
-        self._print(f"{ref.channel}: card updated → {card.status}", render_card(card)[:2])
+        self._emit("card", ref.channel, lambda: self._print(f"{ref.channel}: card updated → {card.status}",
+                                                            render_card(card)[:2]))
 
     async def find_posted(self, channel: str, *, outbox_id: int, since: datetime) -> Posted | None:
         return None
@@ -60,13 +69,18 @@ class ConsoleTransport:
                            outbox_id: int) -> Posted | None:
         self.posted.append((kind, target, payload))
         if kind == "digest":
-            lines = [payload.get("title", "")]
-            for section in payload.get("sections", []):
-                lines.append(f"— {section['heading']}")
-                lines += [f"  {line}" for line in section["lines"]]
-            if payload.get("chart_png_b64"):
-                lines.append("(chart: cumulative workable leads vs goal, PNG attached)")
-            self._print(f"digest → {target}", lines)
+            self._emit(kind, target, lambda: self._print(f"digest → {target}", digest_lines(payload)))
         else:
-            self._print(f"{kind} → {target}", [payload.get("text", "")])
+            self._emit(kind, target, lambda: self._print(f"{kind} → {target}", [payload.get("text", "")]))
         return None
+
+
+def digest_lines(payload: dict[str, Any]) -> list[str]:
+    """A digest payload as terminal lines: the title, each section's heading and lines, the chart."""
+    lines = [payload.get("title", "")]
+    for section in payload.get("sections", []):
+        lines.append(f"— {section['heading']}")
+        lines += [f"  {line}" for line in section["lines"]]
+    if payload.get("chart_png_b64"):
+        lines.append("(chart: cumulative workable leads vs goal, PNG attached)")
+    return lines

@@ -7,35 +7,39 @@ import contextlib
 import heapq
 import io
 import random
+import signal
 import sys
 import tempfile
+import threading
 import time as real_time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from importlib import resources
 from pathlib import Path
+from types import FrameType
 from typing import Any, TextIO
 
 import sqlalchemy as sa
 from sqlmodel import col, select
 
 from bot.cards import ActionPayload, Button
-from bot.console import ConsoleTransport
+from bot.console import ConsoleTransport, digest_lines
 from bot.delivery import Posted
 from bot.engine import tick
 from bot.presenters import lead_card, money
 from bot.services import Services, build_services
 from bot.settings import Settings
+from commands import labels
 from commands.context import Context, identify
 from commands.leads import handoff, perform
 from sla.agreement import Agreement
 from sla.clock import FixedClock, ScaledClock
 from sla.lead import LeadIn
 from sla.lifecycle import Action
-from storage.tables import Lead
+from storage.tables import Lead, LeadEvent
 
 __all__ = ["DemoSummary", "demo_agreement", "run_demo"]
 
@@ -92,36 +96,59 @@ class DemoSummary:
 class DemoConsole(ConsoleTransport):
     """The console chat, with each day's digest shown in full once: the second VP's copy is the same
     message (one line), and a team channel's digest, the same sections for one team, shows its
-    headline numbers. Cards, updates and DMs print as ConsoleTransport prints them."""
+    headline numbers. Cards, updates and DMs print as ConsoleTransport prints them.
 
-    HEADLINES = ("Workable leads MTD", "Worked:", "Open breaches:")
+    During a tick (`hold` ... `release`) output is held back and printed in a stable order: direct
+    messages first (the product sends nudges before cards), then cards, then digests, each kind by
+    target. Delivery runs its lanes in parallel, so the order they finish in is not the story's."""
+
+    HEADLINES = ("Workable leads this month", "Worked:", "Open breaches:")
+    ORDER = {"dm": 0, "card": 1, "digest": 2}
 
     def __init__(self, ctx: Context, out: TextIO | None = None) -> None:
         super().__init__(ctx, out)
         self._shown: dict[str, str] = {}        # digest text -> its first recipient
         self._full_days: set[date] = set()      # local days a digest was printed in full
+        self._held: list[tuple[int, str, Callable[[], None]]] | None = None
+
+    def hold(self) -> None:
+        self._held = []
+
+    def release(self) -> None:
+        held, self._held = self._held or [], None
+        for _, _, show in sorted(held, key=lambda h: (h[0], h[1])):   # stable: a lane's own order stays
+            show()
+
+    def _emit(self, kind: str, target: str, show: Callable[[], None]) -> None:
+        if self._held is None:
+            show()
+        else:
+            self._held.append((self.ORDER.get(kind, 1), target, show))
 
     async def send_message(self, kind: str, target: str, payload: dict[str, Any], *,
                            outbox_id: int) -> Posted | None:
         if kind != "digest":
             return await super().send_message(kind, target, payload, outbox_id=outbox_id)
+        self.posted.append((kind, target, payload))
+        self._emit(kind, target, lambda: self._show_digest(target, payload))
+        return None
+
+    def _show_digest(self, target: str, payload: dict[str, Any]) -> None:
         text = str(payload.get("text", ""))
         first = self._shown.get(text)
+        if first is not None:
+            self._print(f"digest → {target}", [f"the same digest as {first} got"])
+            return
+        self._shown[text] = target
         headlines = [line for section in payload.get("sections", []) for line in section["lines"]
                      if line.startswith(self.HEADLINES)]
-        if first is not None:
-            self.posted.append((kind, target, payload))
-            self._print(f"digest → {target}", [f"the same digest as {first} got"])
-            return None
-        self._shown[text] = target
         today = self.ctx.calendar.local_date(self.ctx.now())
         if payload.get("to") == "channel" and headlines and today in self._full_days:
-            self.posted.append((kind, target, payload))
             self._print(f"digest → {target}", [payload.get("title", ""), *(f"  {h}" for h in headlines),
                                                 "  (the same sections as above, for this team, with its chart)"])
-            return None
+            return
         self._full_days.add(today)
-        return await super().send_message(kind, target, payload, outbox_id=outbox_id)
+        self._print(f"digest → {target}", digest_lines(payload))
 
 
 # --- the simulated world: leads Marketing hands off, and what reps do with them ------------------
@@ -157,6 +184,9 @@ DAY_OPENING = ("demo", "webinar", "demo", "list", "ebook", "webinar", "careers",
 DAY_RANDOM = ("demo", "demo", "webinar", "webinar", "ebook", "ebook", "webinar_early", "ebook_browse",
               "list", "careers")
 IGNORED_AT, LATE_AT = 2, 5   # positions in DAY_OPENING
+#: The story lead arrives this long before the opening of the first live day: its clock waits for
+#: the opening, so at the default speed the whole ladder is on screen within the first real minute.
+STORY_BEFORE_OPENING = timedelta(minutes=15)
 
 #: What a rep does with a lead: steps of (action, business minutes after the previous step).
 Step = tuple[Action, tuple[float, float]]
@@ -171,6 +201,9 @@ BEHAVIOURS: dict[str, tuple[Step, ...]] = {
     # Claimed at once, first touch well after a standard lead's 2h window: the ladder reaches the manager.
     "late": ((Action.CLAIM, (3, 6)), (Action.LOG_CALL, (130, 150)), (Action.CONNECTED, (60, 120)),
              (Action.QUALIFY, (20, 60))),
+    # The story lead of the first live day: claimed at once, then left untouched, so the whole
+    # ladder plays out (nudge, escalation, the VP's notice, reassignment) in its first half hour.
+    "story": ((Action.CLAIM, (1, 3)),),
     # What the second owner of an ignored lead does, once it lands with them.
     "prompt": ((Action.CLAIM, (1, 3)), (Action.LOG_CALL, (2, 5)), (Action.CONNECTED, (20, 60)),
                (Action.QUALIFY, (10, 30))),
@@ -249,8 +282,8 @@ class _Plan:
 
 
 class _Demo:
-    def __init__(self, services: Services, transport: ConsoleTransport, *, speed: float, seed: int,
-                 screen: TextIO) -> None:
+    def __init__(self, services: Services, transport: DemoConsole, *, speed: float, seed: int,
+                 screen: TextIO, realtime: bool = True, stop: threading.Event | None = None) -> None:
         self.services = services
         self.ctx: Context = services.ctx
         self.agreement: Agreement = services.ctx.agreement
@@ -269,6 +302,43 @@ class _Demo:
         self._ignored: dict[int, str] = {}
         self._planned_days: set[date] = set()
         self._next_status: datetime | None = None
+        #: True: the simulated clock runs `speed` times faster than the wall clock. False: it moves
+        #: by exactly one tick's worth per step (tests, reproducible transcripts), never by wall time.
+        self.realtime = realtime
+        #: Set by Ctrl-C (see `_ctrl_c`): every loop checks it between two steps.
+        self.stop = stop or threading.Event()
+        #: The story of the first live day: the local day, the lead once it arrived, beats told.
+        self.story_day: date | None = None
+        self.story_lead: int | None = None
+        self._story_events: set[int] = set()
+        self._story_told: set[str] = set()
+        self._status_due = False
+
+    # -- time --
+
+    @property
+    def tick_real(self) -> float:
+        """Real seconds between two ticks at this speed."""
+        return min(TICK_REAL_MAX, max(TICK_REAL_MIN, TICK_SIMULATED.total_seconds() / self.speed))
+
+    @property
+    def tick_simulated(self) -> timedelta:
+        """Simulated time one tick stands for."""
+        return timedelta(seconds=self.tick_real * self.speed)
+
+    def set_clock(self, at: datetime) -> None:
+        """Run the simulated clock from `at`: scaled wall time, or a clock only `advance` moves."""
+        self.ctx.clock = ScaledClock(at, self.speed) if self.realtime else FixedClock(at)
+
+    async def advance(self) -> None:
+        """Let one tick's worth of simulated time pass."""
+        if self.realtime:
+            await asyncio.sleep(self.tick_real)
+        else:
+            clock = self.ctx.clock
+            assert isinstance(clock, FixedClock)
+            clock.advance(self.tick_simulated)
+            await asyncio.sleep(0)
 
     # -- output --
 
@@ -284,12 +354,11 @@ class _Demo:
         start = cal.local(first)
         day_hours = cal.day_length.total_seconds() / 3600
         day_real = cal.day_length.total_seconds() / speed / 60
-        tiers = "; ".join(f"{t.key} leads within {t.first_touch_within}" for t in a.sales.tiers)
-        audiences = {"marketing_vp": "VP Marketing", "sales_vp": "VP Sales", "team_channels": "team channels",
-                     "managers": "managers", "rep": "rep", "manager": "manager"}
-        ladder = "; ".join(f"{n.at:.0%} → {', '.join(audiences[r] for r in n.notify) or 'nobody'}"
+        tiers = "; ".join(f"{labels.tier(t.key)} leads within {labels.duration(t.first_touch_within)}"
+                          for t in a.sales.tiers)
+        ladder = "; ".join(f"{n.at:.0%} → {', '.join(labels.role(r) for r in n.notify) or 'nobody'}"
                            + (", reassign" if n.reassign else "") for n in a.nudges)
-        schedule = "; ".join(f"{d.at:%H:%M} → {', '.join(audiences[t] for t in d.to)}" for d in a.digests)
+        schedule = "; ".join(f"{d.at:%H:%M} → {', '.join(labels.role(t) for t in d.to)}" for d in a.digests)
         q = a.qualification
         lines = [
             "=" * 78,
@@ -313,7 +382,8 @@ class _Demo:
             f"  {'workable':<11} score >= {q.score_threshold}, at the buying stage, {q.bant.minimum}+ BANT facts;"
             " the rest goes to nurture",
             f"  {'first touch':<11} {tiers}"
-            + (f"; unclaimed after {a.sales.claim_within} → next rep" if a.sales.claim_within else ""),
+            + (f"; unclaimed after {labels.duration(a.sales.claim_within)} → next rep"
+               if a.sales.claim_within else ""),
             f"  {'nudges':<11} untouched at {ladder.replace('%', '% of the window', 1)}",
             f"  {'digests':<11} {schedule}",
             "",
@@ -331,13 +401,93 @@ class _Demo:
         """`/sla status` in one line: both sides of the agreement, month to date."""
         numbers = self.services.status()
         m, s = numbers["marketing"], numbers["sales"]
+        breaches = s["open_breaches"]
+        named = ", ".join(f"{b['name']} ({b.get('owner_name') or 'unassigned'})" for b in numbers["breaches"][:3])
+        named += f" and {breaches - 3} more" if breaches > 3 else ""
+        self.say(f"{label}: Marketing {m['workable']} of {m['goal']} workable leads this month "
+                 f"({m['nurture']} to nurture) · "
+                 + (f"Sales worked {labels.percent(s['worked_pct'])} of {labels.count_of(s['cohort'], 'lead')} "
+                    f"due, {labels.percent(s['within_sla_pct'])} touched within the SLA · " if s["cohort"]
+                    else "Sales has no lead due yet · ")
+                 + (f"{breaches} open breach{'es' if breaches != 1 else ''}: {named}" if breaches
+                    else "no open breaches"))
 
-        def pct(value: float | None) -> str:
-            return "n/a" if value is None else f"{value:.0%}"
+    # -- the story of the first live day: one lead left unworked, the ladder at work --
 
-        self.say(f"{label}: Marketing {m['workable']} workable leads MTD of {m['goal']} goal "
-                 f"({m['nurture']} to nurture) · Sales worked {pct(s['worked_pct'])}, first touch within "
-                 f"SLA {pct(s['within_sla_pct'])} · {s['open_breaches']} open breaches")
+    STORY_BEATS = ("the nudge to the rep", "the manager's escalation", "the VP's notice", "the reassignment")
+
+    def story_begins(self, lead_name: str, rep_name: str, window: str) -> None:
+        self.say(f"★ THE STORY TO WATCH: {rep_name} claims {lead_name}'s lead, then leaves it untouched.",
+                 [f"Its first-touch window is {window} of business time. What slabot does about it:",
+                  *(f"  {labels.nudge_step(n.at, n.notify, n.reassign)}" for n in self.agreement.nudges)])
+
+    def _beat(self, index: int, lines: list[str]) -> None:
+        self._story_told.add(self.STORY_BEATS[index])
+        self.say(f"★ THE STORY, {index + 1} of {len(self.STORY_BEATS)}: {self.STORY_BEATS[index]}", lines)
+
+    def tell_story(self) -> None:
+        """Say what the ladder just did to the story lead, once per beat, right after its messages."""
+        if self._status_due:   # a tick after the deadline passed: the breach is in the numbers now
+            self._status_due = False
+            self.status_line()
+        if self.story_lead is None or "touched" in self._story_told:
+            return
+        with self.ctx.db.read() as session:
+            lead = session.get(Lead, self.story_lead)
+            events = session.execute(select(LeadEvent).where(
+                col(LeadEvent.lead_id) == self.story_lead, col(LeadEvent.id).not_in(self._story_events),
+                col(LeadEvent.type).in_(["nudge", "log_call", "log_email", "connected"]))
+                .order_by(col(LeadEvent.id))).scalars().all()
+        if lead is None:
+            return
+        tier = self.ctx.clocks.tier(lead.tier or "")
+        window = labels.duration(tier.first_touch_within)
+        for event in events:
+            assert event.id is not None
+            self._story_events.add(event.id)
+            data = event.data or {}
+            if event.type != "nudge":
+                if "the reassignment" in self._story_told:
+                    self._story_told.add("touched")
+                    self.say(f"★ THE STORY ENDS: {self._name(event.actor)} touched {lead.name}'s lead soon after "
+                             "getting it.", ["Every step above is in the lead's history (GET /api/v1/leads/"
+                                             f"{lead.id}), and the missed deadline stays in this month's numbers."])
+                continue
+            owner = self._name(data.get("owner"))
+            notified = [str(k) for k in data.get("notified") or []]
+            pct = f"{float(data.get('at_pct') or 0):g}%"
+            if any(k.startswith("rep:") for k in notified) and not any(
+                    k.startswith("manager:") for k in notified) and self.STORY_BEATS[0] not in self._story_told:
+                self._beat(0, [f"{pct} of the {window} first-touch window has passed and {owner} has not touched "
+                               f"the lead: slabot sent {owner} a direct message (above)."])
+            if any(k.startswith("manager:") for k in notified) and self.STORY_BEATS[1] not in self._story_told:
+                managers = ", ".join(self._name(k) for k in notified if k.startswith("manager:"))
+                self._beat(1, [f"{pct} of the window: the first-touch deadline has come with no touch, so "
+                               f"{owner}'s manager {managers} got a direct message too (above).",
+                               "From now on the lead counts as an open breach in the numbers."])
+                self._status_due = True
+            vps = [k for k in notified if k in ("marketing_vp", "sales_vp")]
+            if vps and self.STORY_BEATS[2] not in self._story_told:
+                who = ", ".join(f"{self._name(k)} ({labels.role(k)})" for k in vps)
+                self._beat(2, [f"{pct} of the window and still no touch: {who} got a direct message (above). "
+                               "Both sides of the agreement hear about leads nobody works."])
+            moved_to = data.get("reassigned_to")
+            if moved_to and self.STORY_BEATS[3] not in self._story_told:
+                self._beat(3, [f"slabot took the lead from {owner} and gave it to {self._name(moved_to)}, with a "
+                               f"fresh {window} first-touch window (see “is now yours” above)."])
+
+    def _name(self, key: object) -> str:
+        """A person key of the agreement (`rep:ana`, `manager:smb`, `marketing_vp`, `ana`) as a name."""
+        text = str(key or "")
+        kind, _, rest = text.partition(":")
+        if kind == "manager":
+            team = self.agreement.team(rest)
+            return team.manager.name if team is not None and team.manager is not None else text
+        if kind in ("marketing_vp", "sales_vp"):
+            person = getattr(self.agreement.people, kind)
+            return person.name if person is not None else labels.role(kind)
+        rep = self.agreement.rep(rest if kind == "rep" else text)
+        return rep.name if rep is not None else text or "nobody"
 
     # -- the day's schedule --
 
@@ -375,6 +525,9 @@ class _Demo:
             return
         self._planned_days.add(day)
         opens, closes = interval
+        if day == self.story_day:
+            self._push(_Event(max(opens - STORY_BEFORE_OPENING, now), self._next_seq(), "arrive", kind="demo",
+                              behaviour="story"))
         rng = random.Random(f"{self.seed}:day:{day.isoformat()}")
         at = opens - timedelta(minutes=20)   # the first lead comes in before the opening: its clock waits
         position = 0
@@ -416,24 +569,27 @@ class _Demo:
         header = f"Marketing hands off {lead.name} ({who}, {size}): {KIND_WORDS[event.kind]}"
         if not lead.workable:
             self.summary.nurture += 1
-            failed = [r for r in lead.reasons if any(k in r for k in ("<", "before handoff", "below minimum",
-                                                                      "not workable"))]
-            self.say(header, [f"→ nurture: {'; '.join(failed) or lead.nurture_reason}. "
+            failed = [labels.qualification_reason(r) for r in lead.reasons
+                      if any(k in r for k in ("<", "before handoff", "below minimum", "not workable"))]
+            self.say(header, [f"→ nurture: {'; '.join(failed) or labels.nurture_reason(lead.nurture_reason)}. "
                               "Counted for Marketing, never posted to Sales."])
             return
         self.summary.workable += 1
         tier = self.ctx.clocks.tier(lead.tier or "")
         team = self.agreement.team(lead.team or "")
         rep = self.agreement.rep(lead.owner or "")
-        self.say(header, [f"→ workable: score {lead.score}, {tier.key} lead (first touch within "
-                          f"{tier.first_touch_within}), value {money(lead.value)}; routed to "
-                          f"{rep.name if rep else 'nobody'} ({team.name if team else lead.team})"])
+        self.say(header, [f"→ workable: score {lead.score}, {labels.tier(tier.key).lower()} lead (first touch "
+                          f"within {labels.duration(tier.first_touch_within)}), value {money(self.ctx, lead.value)}; "
+                          f"routed to {rep.name if rep else 'nobody'} ({team.name if team else lead.team})"])
         assert lead.id is not None
         steps = list(BEHAVIOURS[event.behaviour])
         self._plans[lead.id] = _Plan(steps, rng, event.behaviour)
-        if event.behaviour == "ignore" and lead.owner:
+        if event.behaviour in ("ignore", "story") and lead.owner:
             self._ignored[lead.id] = lead.owner
-        else:
+        if event.behaviour == "story" and rep is not None:
+            self.story_lead = lead.id
+            self.story_begins(lead.name, rep.name, labels.duration(tier.first_touch_within))
+        if event.behaviour != "ignore":
             self._schedule_next(lead.id, self.ctx.now())
 
     def _schedule_next(self, lead_id: int, after: datetime) -> None:
@@ -456,9 +612,9 @@ class _Demo:
             if owners.get(lead_id) != ignoring:
                 del self._ignored[lead_id]
                 plan = self._plans.get(lead_id)
-                if plan is not None:
-                    plan.steps, plan.behaviour = list(BEHAVIOURS["prompt"]), "prompt"
-                    self._schedule_next(lead_id, now)
+                rng = plan.rng if plan is not None else random.Random(f"{self.seed}:moved:{lead_id}")
+                self._plans[lead_id] = _Plan(list(BEHAVIOURS["prompt"]), rng, "prompt")
+                self._schedule_next(lead_id, now)
 
     def click(self, lead_id: int) -> None:
         """The lead's current owner clicks the next button of their plan on the card as it is now."""
@@ -494,10 +650,10 @@ class _Demo:
             offered = {o.value for o in button.options}
             wanted = [r for r in DISQUALIFY_REASONS.get(plan.behaviour, ("no_budget",)) if r in offered]
             reason = plan.rng.choice(wanted or sorted(offered))
-            return {"reason": reason}, f": {reason.replace('_', ' ')}"
+            return {"reason": reason}, f": {labels.disqualify_reason(reason)}"
         if button.action is Action.QUALIFY:
             amount = plan.rng.randrange(12_000, 90_000, 500)
-            return {"amount": amount}, f": {money(amount)}"
+            return {"amount": amount}, f": {money(self.ctx, amount)}"
         return {}, ""
 
     async def step(self) -> None:
@@ -505,10 +661,15 @@ class _Demo:
         tick (deliver, nudge, escalate, digest), then a look at whether the engine moved an ignored lead."""
         now = self.ctx.now()
         self.run_due(now)
-        report = await tick(self.services)
+        self.transport.hold()
+        try:
+            report = await tick(self.services)
+        finally:
+            self.transport.release()
         self.summary.nudges += report.sweep.nudges
         self.summary.reassignments += report.sweep.reassigned
         self._watch_ignored(self.ctx.now())
+        self.tell_story()
 
     def next_instant(self, now: datetime, until: datetime) -> datetime:
         """The next instant anything can happen (replay): a planned arrival or click, an SLA clock of
@@ -542,7 +703,7 @@ class _Demo:
         local, target = self.calendar.local(opens), self.calendar.local(morning)
         self.say(f"Business hours are over: every SLA clock waits for the opening ({local:%a %H:%M}), "
                  f"and the demo skips ahead to {target:%a %b} {target.day}, {target:%H:%M}.")
-        self.ctx.clock = ScaledClock(morning, self.speed)
+        self.set_clock(morning)
         self._next_status = None
         self.plan_day(morning)
 
@@ -555,7 +716,7 @@ class _Demo:
         self.summary.simulated_end = self.ctx.now()
 
 
-async def _replay(demo: _Demo, day: date) -> None:
+async def _replay(demo: _Demo, day: date, *, real_deadline: float | None = None) -> None:
     """Run one business day through the product at full speed on a fixed clock that jumps from one
     due instant to the next, quietly: the live morning's digest then has real numbers to show."""
     calendar = demo.calendar
@@ -566,15 +727,20 @@ async def _replay(demo: _Demo, day: date) -> None:
     demo.ctx.clock = clock
     until = interval[1] + EVENING_GRACE
     demo.plan_day(clock.now())
-    while clock.now() < until:
+    while clock.now() < until and not demo.stop.is_set():
+        if real_deadline is not None and real_time.monotonic() >= real_deadline:
+            demo.summary.stopped_by = "--minutes is up"
+            return
         await demo.step()
         clock.set(demo.next_instant(clock.now(), until))
 
 
 async def _live(demo: _Demo, *, real_deadline: float | None, simulated_stop: datetime | None) -> None:
-    interval = min(TICK_REAL_MAX, max(TICK_REAL_MIN, TICK_SIMULATED.total_seconds() / demo.speed))
     while True:
         now = demo.ctx.now()
+        if demo.stop.is_set():
+            demo.summary.stopped_by = "Ctrl-C"
+            return
         if simulated_stop is not None and now >= simulated_stop:
             demo.summary.stopped_by = "simulated time is up"
             return
@@ -589,12 +755,13 @@ async def _live(demo: _Demo, *, real_deadline: float | None, simulated_stop: dat
             continue
         await demo.step()
         demo.hourly(demo.ctx.now())
-        await asyncio.sleep(interval)
+        await demo.advance()
 
 
 async def _run(demo: _Demo, *, start: datetime, replay: bool, real_deadline: float | None,
                simulated_stop: datetime | None) -> None:
     calendar = demo.calendar
+    demo.story_day = calendar.local_date(demo.next_morning(start) if demo.is_night(start) else start)
     if replay:
         day = calendar.local_date(start) - timedelta(days=1)
         while not calendar.is_business_day(day):
@@ -604,16 +771,20 @@ async def _run(demo: _Demo, *, start: datetime, replay: bool, real_deadline: flo
         demo.say(f"Replaying yesterday ({day:%a %b} {day.day}) quietly, so this morning's digest has numbers...")
         demo.transport.out = demo.out = io.StringIO()
         try:
-            await _replay(demo, day)
+            await _replay(demo, day, real_deadline=real_deadline)
             demo.summary.replayed = True
         finally:
             demo.transport.out = demo.out = demo.screen
         s = demo.summary
         demo.ctx.clock = FixedClock(start)
+        if demo.stop.is_set() or demo.summary.stopped_by:
+            demo.summary.stopped_by = "Ctrl-C" if demo.stop.is_set() else demo.summary.stopped_by
+            demo.say(f"...stopped ({demo.summary.stopped_by}) before the live day began.")
+            return
         demo.say(f"...done in {real_time.monotonic() - began:.1f} s: yesterday had {_n(s.leads, 'lead')} "
                  f"({s.workable} workable, {s.nurture} nurture), {_n(s.rep_clicks, 'rep click')}, "
                  f"{_n(s.nudges, 'nudge')}, {_n(s.reassignments, 'reassignment')}. Today runs live.")
-    demo.ctx.clock = ScaledClock(start, demo.speed)
+    demo.set_clock(start)
     demo.summary.live_start = start
     if not demo.is_night(start):
         demo.plan_day(start)
@@ -666,21 +837,52 @@ def _warm_up() -> None:
     cumulative_chart_png(days=[date(2026, 1, 1)], actual=[0], goal=[1.0], title="warm-up")
 
 
+@contextlib.contextmanager
+def _ctrl_c(stop: threading.Event) -> Iterator[None]:
+    """While the demo runs, Ctrl-C (SIGINT) only asks it to stop: every loop checks `stop` between two
+    steps, so the press never lands in the middle of a database write and the summary always prints.
+    Outside the main thread (no signals there) this does nothing."""
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    try:
+        previous: Callable[[int, FrameType | None], Any] | int | None = signal.signal(signal.SIGINT, handler)
+    except ValueError:   # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def run_demo(*, speed: float = 120.0, minutes: float = 0.0, seed: int = 7, out: TextIO | None = None,
              db_path: Path | None = None, start: datetime | None = None,
-             simulated_hours: float | None = None, replay: bool = True) -> DemoSummary:
+             simulated_hours: float | None = None, replay: bool = True, realtime: bool = True) -> DemoSummary:
     """Run the demo until Ctrl-C, `minutes` of real time (if > 0) or `simulated_hours` of live
     simulated time (if given), whichever comes first.
 
     `start`: the simulated instant the live part begins (default: 08:25 local on the second business
     day of next month). `replay`: first run the business day before `start` quietly, so the morning
     digest has numbers. `db_path`: keep the database there (default: a temporary file, deleted at
-    the end). Prints everything to `out` (default stdout) and returns what happened.
+    the end). `realtime` False: each step moves the simulated clock by exactly one tick's worth at
+    this speed, without waiting (the same story, deterministic, as fast as the machine goes). Prints
+    everything to `out` (default stdout) and returns what happened. Ctrl-C at any moment ends it with
+    the closing summary.
     """
-    from bot.app import create_app
-
     if not speed > 0:
         raise ValueError(f"speed must be > 0, got {speed!r}")
+    stop = threading.Event()
+    with _ctrl_c(stop):
+        return _run_demo(speed=speed, minutes=minutes, seed=seed, out=out, db_path=db_path, start=start,
+                         simulated_hours=simulated_hours, replay=replay, realtime=realtime, stop=stop)
+
+
+def _run_demo(*, speed: float, minutes: float, seed: int, out: TextIO | None, db_path: Path | None,
+              start: datetime | None, simulated_hours: float | None, replay: bool, realtime: bool,
+              stop: threading.Event) -> DemoSummary:
+    from bot.app import create_app
+
     screen = out or sys.stdout
     began = real_time.monotonic()
     with demo_agreement() as agreement_path, _database(db_path) as (url, kept):
@@ -693,16 +895,21 @@ def run_demo(*, speed: float = 120.0, minutes: float = 0.0, seed: int = 7, out: 
             services.transports["console"] = transport
             first = start or default_start(services.ctx.agreement, services.ctx.calendar.local_date(
                 services.ctx.now()))
-            _warm_up()
-            demo = _Demo(services, transport, speed=speed, seed=seed, screen=screen)
+            demo = _Demo(services, transport, speed=speed, seed=seed, screen=screen, realtime=realtime, stop=stop)
             demo.summary.database = kept
+            demo.ctx.clock = FixedClock(first)
             demo.banner(first, kept)
+            if not stop.is_set():
+                _warm_up()
             real_deadline = began + minutes * 60 if minutes > 0 else None
             simulated_stop = first + timedelta(hours=simulated_hours) if simulated_hours is not None else None
             try:
-                asyncio.run(_run(demo, start=first, replay=replay, real_deadline=real_deadline,
-                                 simulated_stop=simulated_stop))
-            except KeyboardInterrupt:
+                if not stop.is_set():
+                    asyncio.run(_run(demo, start=first, replay=replay, real_deadline=real_deadline,
+                                     simulated_stop=simulated_stop))
+            except KeyboardInterrupt:   # outside the main thread Ctrl-C still arrives this way
+                stop.set()
+            if stop.is_set():
                 demo.summary.stopped_by = "Ctrl-C"
             demo.transport.out = demo.out = screen
             demo.finish()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from bot.cards import Button, Card, Fact, Mention, Option
+from commands import labels
 from commands.context import Context
 from sla.lifecycle import Action, State, allowed_actions
 from storage.tables import Lead
@@ -16,12 +17,6 @@ _LABELS = {
     Action.RECYCLE: ("Back to nurture", None), Action.REASSIGN: ("Reassign", None),
 }
 
-_STATUS = {
-    State.ROUTED: "New: waiting to be claimed", State.CLAIMED: "Claimed", State.WORKING: "Working",
-    State.CONNECTED: "Connected", State.QUALIFIED: "Opportunity", State.DISQUALIFIED: "Disqualified",
-    State.RECYCLED: "Back in nurture", State.WON: "Won", State.LOST: "Lost", State.NURTURE: "Nurture",
-}
-
 
 def local_time(ctx: Context, at: datetime | None) -> str:
     if at is None:
@@ -30,8 +25,9 @@ def local_time(ctx: Context, at: datetime | None) -> str:
     return f"{local:%a %b} {local.day}, {local:%H:%M} {local.tzname()}"
 
 
-def money(amount: float | None) -> str:
-    return "n/a" if amount is None else f"{amount:,.0f}"
+def money(ctx: Context, amount: float | None) -> str:
+    """An amount in the agreement's currency: "$2,400"."""
+    return labels.money(amount, ctx.agreement.currency)
 
 
 def owner_mention(ctx: Context, lead: Lead) -> Mention | None:
@@ -46,33 +42,36 @@ def lead_card(ctx: Context, lead: Lead) -> Card:
     subtitle = " · ".join(p for p in (lead.title, lead.company) if p) or "no title or company given"
     payload = lead.payload or {}
     bant = payload.get("bant") or {}
-    bant_text = ", ".join(f"{k}: {v}" for k, v in bant.items() if v not in (None, False, "")) or "none known"
-    attempts = f"{lead.attempts} of {tier.attempts.count} within {tier.attempts.within}" if tier else str(
-        lead.attempts)
+    attempts = (f"{lead.attempts} of {tier.attempts.count} within {labels.duration(tier.attempts.within)}"
+                if tier else str(lead.attempts))
+    scored = "; ".join(labels.score_reason(r) for r in lead.score_reasons) or "no scoring rule matched"
+    source = labels.source(lead.source) if lead.source else "unknown"
+    offer = labels.offer(lead.offer) if lead.offer else "unknown"
     facts = [
         Fact("Company size", f"{lead.employees:,} employees" if lead.employees is not None else "unknown"),
-        Fact("Source / offer", f"{lead.source or 'unknown'} / {lead.offer or 'unknown'}"),
-        Fact("Score", f"{lead.score} ({'; '.join(lead.score_reasons) or 'no scoring rule matched'})"),
-        Fact("Tier", f"{lead.tier} (first touch within {tier.first_touch_within})" if tier else "n/a"),
-        Fact("Value", money(lead.value)),
-        Fact("BANT", bant_text),
+        Fact("Source / offer", f"{source} / {offer}"),
+        Fact("Score", f"{lead.score} ({scored})"),
+        Fact("Tier", f"{labels.tier(lead.tier)} (first touch within {labels.duration(tier.first_touch_within)})"
+             if tier else "n/a"),
+        Fact("Value", money(ctx, lead.value)),
+        Fact("BANT", labels.bant_summary(bant)),
         Fact("First touch due", local_time(ctx, lead.first_touch_due)),
         Fact("Attempts", attempts),
     ]
     if lead.first_touch_at:
-        met = "within SLA" if lead.first_touch_met else "SLA missed"
+        met = "within the SLA" if lead.first_touch_met else "SLA missed"
         facts.append(Fact("First touch", f"{local_time(ctx, lead.first_touch_at)} ({met})"))
     if lead.disqualify_reason:
-        facts.append(Fact("Reason", lead.disqualify_reason))
+        facts.append(Fact("Reason", labels.disqualify_reason(lead.disqualify_reason)))
     if lead.opportunity_amount is not None:
-        facts.append(Fact("Opportunity", money(lead.opportunity_amount)))
+        facts.append(Fact("Opportunity", money(ctx, lead.opportunity_amount)))
     owner = owner_mention(ctx, lead)
     buttons = tuple(_button(ctx, lead, action) for action in allowed_actions(state))
-    status = _STATUS.get(state, state.value)
+    status = labels.state(state.value)
     owner_text = owner.name if owner else "unassigned (any rep of the team may claim)"
     return Card(
         title=lead.name, subtitle=subtitle, status=status, facts=tuple(facts),
-        reasons=tuple(lead.reasons), buttons=buttons, owner=owner,
+        reasons=tuple(labels.qualification_reason(r) for r in lead.reasons), buttons=buttons, owner=owner,
         link=("Open in CRM", lead.crm_url) if lead.crm_url else None,
         fallback=f"Lead {lead.name} ({subtitle}): {status}, owner {owner_text}, first touch due "
                  f"{local_time(ctx, lead.first_touch_due)}",
@@ -85,7 +84,7 @@ def _button(ctx: Context, lead: Lead, action: Action) -> Button:
     label, style = _LABELS[action]
     options: tuple[Option, ...] = ()
     if action is Action.DISQUALIFY:
-        options = tuple(Option(r.replace("_", " "), r) for r in ctx.agreement.sales.disqualify_reasons)
+        options = tuple(Option(labels.disqualify_reason(r), r) for r in ctx.agreement.sales.disqualify_reasons)
     if action is Action.REASSIGN:
         team = ctx.agreement.team(lead.team or "")
         options = tuple(Option(r.name, r.key) for r in (team.reps if team else []) if r.key != lead.owner)

@@ -118,8 +118,8 @@ def digest_chart(session: Session, ctx: Context, *, as_of: datetime, team: str |
     that has begun (today's at `as_of`); the goal line at the end of each day.
 
     The counts use storage.metrics' definition of "workable MTD" (`handed_off_at` in the month, up
-    to `as_of`), in one SQL aggregation (one CASE column per day), so today's point equals the
-    digest's `marketing.workable`.
+    to `as_of`), in one SQL statement (`storage.metrics.cumulative_workable`), so today's point
+    equals the digest's `marketing.workable`.
     """
     calendar = ctx.calendar
     start, end = calendar.month_bounds(as_of)
@@ -158,15 +158,15 @@ def _num(value: float | None, digits: int = 1) -> str:
     return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.{digits}f}"
 
 
-def _money(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:,.0f}"
-
-
-def _counts(counts: dict[str, int], limit: int = 6) -> str:
+def _counts(counts: dict[str, int], name: Any = labels.readable, limit: int = 6) -> str:
     items = list(counts.items())
-    shown = ", ".join(f"{key} {n}" for key, n in items[:limit])
+    shown = ", ".join(f"{name(key)} {n}" for key, n in items[:limit])
     rest = sum(n for _, n in items[limit:])
     return (shown + (f", others {rest}" if rest else "")) or "none"
+
+
+def _minutes(value: float | None) -> str:
+    return labels.business_time(value)
 
 
 def _sections(ctx: Context, numbers: dict[str, Any], team: Team | None) -> list[tuple[str, list[str]]]:
@@ -174,39 +174,50 @@ def _sections(ctx: Context, numbers: dict[str, Any], team: Team | None) -> list[
     period = numbers["period"]
     rejected = numbers["rejected"]
     names = {r.key: r.name for r in ctx.agreement.all_reps()}
+    currency = ctx.agreement.currency
+
+    def money(value: float | None) -> str:
+        return labels.money(value, currency)
+
+    pace = (f"Pace: {_pct(m['pace'])} of the pace the goal needs, with {_pct(period['elapsed'])} of the "
+            "month's business time gone" if m["pace"] is not None else
+            "Pace: none yet (no business time has passed this month)")
     marketing = [
-        f"Workable leads MTD: {m['workable']} of {m['goal']} goal ({m['active_reps']} reps x "
-        f"{ctx.agreement.marketing.workable_leads_per_rep_per_month})",
-        f"Pace: {_pct(m['pace'])} of goal for {_pct(period['elapsed'])} of the month's business time",
-        f"Projected month end: {_num(m['projected'])} workable leads",
-        f"Lead value MTD: {_money(m['value'])}"
-        + (f" of {_money(m['value_goal'])} goal" if m.get("value_goal") is not None else ""),
-        f"Mix by source: {_counts(m['mix']['source'])}",
-        f"Mix by offer: {_counts(m['mix']['offer'])}",
-        f"Nurture (not workable): {m['nurture']}",
-        f"Rejected by Sales: {rejected['total']}"
-        + (f" ({_counts(rejected['by_reason'])})" if rejected["total"] else ""),
+        f"Workable leads this month: {m['workable']} of a {m['goal']} goal ({m['active_reps']} reps × "
+        f"{ctx.agreement.marketing.workable_leads_per_rep_per_month} each)",
+        pace,
+        f"Month end: {labels.pace(m['projected'], m['goal'])} workable leads",
+        f"Lead value this month: {money(m['value'])}"
+        + (f" of a {money(m['value_goal'])} goal" if m.get("value_goal") is not None else ""),
+        f"By source: {_counts(m['mix']['source'], labels.source)}",
+        f"By offer: {_counts(m['mix']['offer'], labels.offer)}",
+        f"In nurture (not workable yet): {labels.count_of(m['nurture'], 'lead')}",
+        f"Rejected by Sales: {labels.count_of(rejected['total'], 'lead')}"
+        + (f" ({_counts(rejected['by_reason'], labels.disqualify_reason)})" if rejected["total"] else ""),
     ]
     if m["per_rep"]:
         marketing.append("Per rep: " + ", ".join(f"{names.get(k, k)} {n}" for k, n in m["per_rep"].items()))
     target = s.get("opportunity_rate_target")
     sales = [
-        f"Cohort: {s['cohort']} leads past their first-touch deadline or already touched",
-        f"Worked: {_pct(s['worked_pct'])}; first touch within SLA: {_pct(s['within_sla_pct'])}",
-        f"Speed to lead: p50 {_num(s['speed_to_lead_p50'])} business min, "
-        f"p90 {_num(s['speed_to_lead_p90'])} business min",
-        f"Attempts per lead: {_num(s['attempts_per_lead'], 2)}; connect rate: {_pct(s['connect_rate'])}",
-        f"Opportunity rate: {_pct(s['opportunity_rate'])}"
+        f"Worked: {_pct(s['worked_pct'])} of {labels.count_of(s['cohort'], 'lead')} due "
+        "(past their first-touch deadline or already touched)",
+        f"Touched within the SLA: {_pct(s['within_sla_pct'])}",
+        f"Speed to lead: median first touch {_minutes(s['speed_to_lead_p50'])} "
+        f"(90% within {_minutes(s['speed_to_lead_p90'])}), in business time",
+        f"Follow-up: {_num(s['attempts_per_lead'], 2)} attempts per lead; {_pct(s['connect_rate'])} of "
+        "worked leads connected",
+        f"Opportunities: {_pct(s['opportunity_rate'])} of workable leads"
         + (f" (target {_pct(target)})" if target is not None else "")
-        + f"; pipeline {_money(s['pipeline_value'])}",
-        f"Open breaches: {s['open_breaches']}",
+        + f"; {money(s['pipeline_value'])} pipeline",
+        f"Open breaches: {labels.count_of(s['open_breaches'], 'lead')} past the first-touch deadline "
+        "with no touch",
     ]
     breaches = numbers["breaches"]
     listed = [
         f"{b['name']}" + (f" ({b['company']})" if b.get("company") else "")
         + f": owner {b.get('owner_name') or b.get('owner') or 'unassigned'}"
         + (f", {_team_name(ctx, b['team'])}" if team is None and b.get("team") else "")
-        + f", {_num(b['minutes_overdue'])} business min overdue"
+        + f", {_minutes(b['minutes_overdue'])} overdue (business time)"
         for b in breaches[:BREACHES_SHOWN]
     ]
     more = s["open_breaches"] - len(listed)
@@ -217,8 +228,8 @@ def _sections(ctx: Context, numbers: dict[str, Any], team: Team | None) -> list[
     day = date.fromisoformat(y["date"])
     yesterday = [
         f"Workable leads handed off: {y['workable']}; to nurture: {y['nurture']}",
-        f"First touches: {y['first_touches']} ({y['first_touches_within_sla']} within SLA)",
-        f"Opportunities created: {y['opportunities']} ({_money(y['opportunity_amount'])})",
+        f"First touches: {y['first_touches']} ({y['first_touches_within_sla']} within the SLA)",
+        f"Opportunities created: {y['opportunities']} ({money(y['opportunity_amount'])})",
         f"Deadlines missed: {y['breaches']}"
         + (" (" + ", ".join(f"{b['name']} ({names.get(b['owner'] or '', b['owner'] or 'unassigned')})"
                             for b in y["breached"][:BREACHES_SHOWN]) + ")" if y["breached"] else ""),

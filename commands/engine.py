@@ -42,6 +42,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
+from commands import labels
 from commands.context import Context
 from commands.leads import add_event, assign, lead_clock, notify_person, queue_card, rep_loads, resolve_person
 from sla.agreement import Nudge, Team
@@ -258,7 +259,7 @@ def _fire_nudge(session: Session, ctx: Context, lead: Lead, due: Due, now: datet
     reassigned_to: str | None = None
     if new_owner is not None and team is not None:
         assert lead.tier is not None
-        window = ctx.clocks.tier(lead.tier).first_touch_within
+        window = labels.duration(ctx.clocks.tier(lead.tier).first_touch_within)
         story = (f"{_rep_name(ctx, owner)} had not touched it at {nudge.at:.0%} of its {window} "
                  "first-touch window" if owner else "it had no owner")
         reassigned_to = _reassign(session, ctx, lead, team, now, story=story,
@@ -285,7 +286,7 @@ def _fire_claim_timeout(session: Session, ctx: Context, lead: Lead, now: datetim
     guard = [*_untouched_guard(lead), col(Lead.claimed_at).is_(None),
              col(Lead.claim_due).is_not(None), col(Lead.version) == lead.version]
     report.claim_timeouts += 1
-    within = ctx.agreement.sales.claim_within
+    within = labels.duration(ctx.agreement.sales.claim_within)
     if new_owner is None or team is None:
         # Everyone available has had it: stop rotating, tell the manager once.
         _claim(session, lead, guard, claim_due=None)
@@ -425,7 +426,7 @@ def _nudge_texts(ctx: Context, lead: Lead, nudge: Nudge, *, owner: str | None, t
                  wanted_reassign: bool) -> dict[str, str]:
     """One neutral text per role: the owner hears about their lead, the others about the team's."""
     assert lead.tier is not None
-    window = ctx.clocks.tier(lead.tier).first_touch_within
+    window = labels.duration(ctx.clocks.tier(lead.tier).first_touch_within)
     due_text = _local(ctx, due_before) if due_before else "n/a"
     if nudge.at < 1:
         state = f"{nudge.at:.0%} of its {window} first-touch window has passed (due {due_text})"

@@ -17,6 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from commands import labels
 from commands.context import Actor, Context, dm_target, team_channel
 from sla.agreement import Team
 from sla.clocks import LeadClock
@@ -569,7 +570,7 @@ def _close(session: Session, ctx: Context, lead: Lead, action: Action, target: S
     lead.next_check_at = None
     add_event(session, lead, at=now, actor=who, type=action.value, reason=reason, amount=amount,
               attempts=lead.attempts, cadence_met=ctx.clocks.cadence_met(lead.tier, lead.attempts))
-    words = {Action.QUALIFY: "an opportunity", Action.DISQUALIFY: f"disqualified ({reason})",
+    words = {Action.QUALIFY: "an opportunity", Action.DISQUALIFY: f"disqualified ({labels.disqualify_reason(reason)})",
              Action.RECYCLE: "back in nurture"}
     return f"{lead.name} is now {words[action]}."
 

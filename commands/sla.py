@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
+from commands import labels
 from commands.context import Actor, Context
 from commands.leads import is_away, set_away
 from commands.registry import COMMANDS, help_lines
@@ -109,7 +110,7 @@ def local_time(ctx: Context, at: datetime | None) -> str:
 
 
 def percent(value: Any) -> str:
-    return "n/a" if value is None else f"{float(value) * 100:.0f}%"
+    return labels.percent(value)
 
 
 def number(value: Any) -> str:
@@ -120,14 +121,8 @@ def number(value: Any) -> str:
 
 
 def business_minutes(value: Any) -> str:
-    """Business minutes as `11 min` or `2 h 05 min`."""
-    if value is None:
-        return "n/a"
-    total = round(float(value))
-    if total < 60:
-        return f"{total} min"
-    hours, minutes = divmod(total, 60)
-    return f"{hours} h {minutes:02d} min"
+    """Business minutes as `11 min`, `1 h 35 min` or `2 h`."""
+    return labels.business_time(value)
 
 
 # --- status --------------------------------------------------------------------------------
@@ -186,38 +181,50 @@ def load_status(ctx: Context, scope: str) -> dict[str, Any]:
 def status_reply(ctx: Context, *, scope: str, label: str) -> CommandReply:
     data = load_status(ctx, scope)
     return CommandReply(f"SLA status for {label}, month to date (as of {local_time(ctx, ctx.now())})",
-                        tuple(status_lines(data)))
+                        tuple(status_lines(data, currency=ctx.agreement.currency)))
 
 
-def status_lines(data: dict[str, Any]) -> list[str]:
-    """The Status JSON as a few readable lines (fractions as percentages, durations in business time)."""
+def status_lines(data: dict[str, Any], *, currency: str | None = "USD") -> list[str]:
+    """The Status JSON as a few readable sentences: every number is one of `data`'s, in words that
+    say what it means (fractions as percentages, durations in business time, money with its sign)."""
     period = data.get("period") or {}
     m = data.get("marketing") or {}
     s = data.get("sales") or {}
+
+    def money(value: Any) -> str:
+        return labels.money(value, currency)
+
     lines = [f"{percent(period.get('elapsed'))} of the month's business time has passed."]
     value_goal = m.get("value_goal")
-    value = f"lead value {number(m.get('value'))}" + (
-        f" of {number(value_goal)}" if value_goal is not None else "")
-    lines.append(f"Marketing: {number(m.get('workable'))} workable leads of a {number(m.get('goal'))} goal "
-                 f"(pace {percent(m.get('pace'))}, projected {number(m.get('projected'))} by month end); "
-                 f"{value}; {number(m.get('nurture'))} in nurture.")
-    lines.append(f"Sales: {number(s.get('cohort'))} leads due so far; worked {percent(s.get('worked_pct'))}; "
-                 f"first touch within SLA {percent(s.get('within_sla_pct'))}.")
-    lines.append(f"Speed to lead: median {business_minutes(s.get('speed_to_lead_p50'))}, "
-                 f"90th percentile {business_minutes(s.get('speed_to_lead_p90'))} (business time).")
-    lines.append(f"Follow-up: {number(s.get('attempts_per_lead'))} attempts per lead; connect rate "
-                 f"{percent(s.get('connect_rate'))}; opportunity rate {percent(s.get('opportunity_rate'))}; "
-                 f"pipeline {number(s.get('pipeline_value'))}.")
+    value = f"Lead value {money(m.get('value'))}" + (
+        f" of a {money(value_goal)} goal" if value_goal is not None else "")
+    pace = (f"{percent(m.get('pace'))} of the pace the goal needs, "
+            f"{labels.pace(m.get('projected'), m.get('goal'))} by month end"
+            if m.get("pace") is not None else "no pace yet (no business time has passed)")
+    lines.append(f"Marketing: {number(m.get('workable'))} of {number(m.get('goal'))} workable leads delivered; "
+                 f"{pace}. {value}. {labels.count_of(m.get('nurture'), 'lead')} in nurture.")
+    if s.get("cohort") == 0:
+        lines.append("Sales: no lead is due yet (none is past its first-touch deadline or touched).")
+    else:
+        lines.append(f"Sales: worked {percent(s.get('worked_pct'))} of {labels.count_of(s.get('cohort'), 'lead')} "
+                     f"due so far; {percent(s.get('within_sla_pct'))} touched within the SLA.")
+    lines.append(f"Speed to lead: median first touch {business_minutes(s.get('speed_to_lead_p50'))} "
+                 f"(90% within {business_minutes(s.get('speed_to_lead_p90'))}), in business time.")
+    lines.append(f"Follow-up: {number(s.get('attempts_per_lead'))} attempts per lead; "
+                 f"{percent(s.get('connect_rate'))} of worked leads connected; "
+                 f"{percent(s.get('opportunity_rate'))} became opportunities "
+                 f"({money(s.get('pipeline_value'))} pipeline).")
     breaches = data.get("breaches") or []
     count = s.get("open_breaches", len(breaches))
     if not count:
-        lines.append("Open breaches: none.")
+        lines.append("Open breaches: none (every lead past its first-touch deadline has been touched).")
     else:
         shown = breaches[:BREACHES_SHOWN]
         named = "; ".join(f"{b.get('name')} ({b.get('owner_name') or 'unassigned'}, "
                           f"{business_minutes(b.get('minutes_overdue'))} overdue)" for b in shown)
         more = f"; and {count - len(shown)} more" if count > len(shown) else ""
-        lines.append(f"Open breaches: {count}: {named}{more}.")
+        lines.append(f"Open breaches: {labels.count_of(count, 'lead')} past the first-touch deadline "
+                     f"with no touch: {named}{more}.")
     return lines
 
 
@@ -259,8 +266,8 @@ def leads_reply(ctx: Context, actor: Actor) -> CommandReply:
 
 def lead_line(ctx: Context, lead: Lead, now: datetime, *, show_owner: bool) -> str:
     company = f" ({lead.company})" if lead.company else ""
-    state = State(lead.state).value.replace("_", " ")
-    parts = [f"#{lead.id} {lead.name}{company}: {state}"]
+    state = labels.state(State(lead.state).value)
+    parts = [f"#{lead.id} {lead.name}{company}", state]
     if show_owner:
         rep = ctx.agreement.rep(lead.owner or "")
         parts.append(f"owner {rep.name if rep else 'unassigned'}")

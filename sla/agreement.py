@@ -248,6 +248,8 @@ class Digest(_Model):
 class Agreement(_Model):
     name: str
     timezone: str
+    #: ISO 4217 code of every amount (lead value, goals, pipeline); only changes how money is shown.
+    currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
     business_hours: BusinessHours = BusinessHours()
     people: People = People()
     teams: list[Team] = Field(min_length=1)

@@ -255,11 +255,11 @@ async def test_owner_works_a_lead_with_buttons_and_disqualifies_by_select(slack:
 
     await slack.click(EVE, card, "lead.log_call")
     card = await edited(slack, card, 2)
-    assert "1 of 6 within 5d" in card_text(card) and "Working" in card_text(card)
+    assert "1 of 6 within 5 business days" in card_text(card) and "Working" in card_text(card)
 
     await slack.click(EVE, card, "lead.connected")
     card = await edited(slack, card, 3)
-    assert "2 of 6 within 5d" in card_text(card) and "Connected" in card_text(card)
+    assert "2 of 6 within 5 business days" in card_text(card) and "Connected" in card_text(card)
     assert slack.lead(lead["id"]).connects == 1
 
     await slack.click(EVE, card, "lead.disqualify", option=lambda p: p.get("reason") == "no_budget")
@@ -267,6 +267,7 @@ async def test_owner_works_a_lead_with_buttons_and_disqualifies_by_select(slack:
     stored = slack.lead(lead["id"])
     assert stored.state == "disqualified" and stored.disqualify_reason == "no_budget" and not stored.is_open
     assert "Disqualified" in card_text(card) and action_ids(card) == []
+    assert "No budget" in card_text(card) and "no_budget" not in card_text(card)   # words, not keys
     # One post, every change an in-place update of that same message; nobody was told "no".
     assert len(slack.fake.posts()) == 1 and slack.fake.stats()["updates"] == 4
     assert slack.fake.ephemerals == []
@@ -625,7 +626,7 @@ async def test_app_home_shows_open_leads_and_the_month(slack: Slack) -> None:
     text = json.dumps(view, ensure_ascii=False)
     assert view["type"] == "home"
     assert "Your open leads (1)" in text and "Jane Doe" in text and "first touch due Tue Nov 24, 10:15 EST" in text
-    assert "SLA status for Ana Ruiz" in text and "workable leads of a 40 goal" in text
+    assert "SLA status for Ana Ruiz" in text and "of 40 workable leads delivered" in text
     # The messages tab does not republish; a stranger is told they are not in the agreement.
     await slack.post(sh.app_home_opened(user=ANA, event_id="Ev0HOME002", tab="messages"), sh.JSON)
     await slack.post(sh.app_home_opened(user="U0STRANGER", event_id="Ev0HOME003"), sh.JSON)
@@ -653,14 +654,14 @@ async def test_sla_status_words(slack: Slack) -> None:
     await slack.handoff(external_id="smb-1", employees=200)
     everyone = await slack.command(SAM, "status")
     assert "SLA status for everyone" in everyone["text"]
-    assert "Marketing: 2 workable leads of a 200 goal" in everyone["text"]
-    assert "Sales:" in everyone["text"] and "Open breaches: none." in everyone["text"]
+    assert "Marketing: 2 of 200 workable leads delivered" in everyone["text"]
+    assert "Sales:" in everyone["text"] and "Open breaches: none" in everyone["text"]
     mine = await slack.command(ANA, "status me")
-    assert "SLA status for Ana Ruiz" in mine["text"] and "1 workable leads of a 40 goal" in mine["text"]
+    assert "SLA status for Ana Ruiz" in mine["text"] and "1 of 40 workable leads delivered" in mine["text"]
     manager = await slack.command(PRIYA, "status me")
     assert "SLA status for SMB Inbound" in manager["text"]
     team = await slack.command(BEN, "status team smb")
-    assert "SLA status for SMB Inbound" in team["text"] and "of a 120 goal" in team["text"]
+    assert "SLA status for SMB Inbound" in team["text"] and "of 120 workable leads delivered" in team["text"]
     nope = await slack.command(BEN, "status team nope")
     assert "There is no team “nope”" in nope["text"] and "smb (SMB Inbound)" in nope["text"]
     stranger = await slack.command("U0STRANGER", "status me")

@@ -292,6 +292,9 @@ async def test_disqualify_with_a_reason_from_the_card_input(teams: Teams) -> Non
     assert body["type"] == CARD
     stored = teams.lead(lead["id"])
     assert (stored.state, stored.disqualify_reason) == ("disqualified", "no_budget")
+    facts = {f["title"]: f["value"] for node in iter_nodes(body["value"]) if node.get("type") == "FactSet"
+             for f in node["facts"]}
+    assert facts["Reason"] == "No budget"   # the reader sees words; the stored reason stays the key
 
 
 async def test_people_are_matched_by_email_from_the_member_lookup(teams_by_email: Teams) -> None:

@@ -13,6 +13,7 @@ from sqlmodel import col, select
 
 from commands.context import Context
 from commands.digest import build_digest, digest_chart, queue_due_digests
+from commands.labels import business_time
 from commands.leads import perform
 from sla.agreement import Agreement, Digest
 from sla.clock import FixedClock
@@ -127,25 +128,29 @@ def test_digest_numbers_are_exactly_those_of_status(ctx: Context, clock: FixedCl
 
     sections = dict(content.sections)
     marketing, sales = sections["Marketing: leads delivered"], sections["Sales: every lead worked"]
-    assert marketing[0].startswith(f"Workable leads MTD: {m['workable']} of {m['goal']} goal")
-    assert f"{round(m['pace'] * 100, 1):g}% of goal" in marketing[1]
-    assert f"Projected month end: {m['projected']:,.1f}" in marketing[2] or \
-        f"Projected month end: {m['projected']:,.0f} " in marketing[2]
-    assert f"Lead value MTD: {m['value']:,.0f} of {m['value_goal']:,.0f} goal" == marketing[3]
-    assert marketing[4] == "Mix by source: " + ", ".join(f"{k} {n}" for k, n in m["mix"]["source"].items())
-    assert f"Nurture (not workable): {m['nurture']}" in marketing
-    assert f"Rejected by Sales: {expected['rejected']['total']} (no_budget 1)" in marketing
-    assert sales[0].startswith(f"Cohort: {s['cohort']} leads")
-    assert sales[1] == (f"Worked: {round(s['worked_pct'] * 100, 1):g}%; first touch within SLA: "
-                        f"{round(s['within_sla_pct'] * 100, 1):g}%")
-    assert f"p50 {s['speed_to_lead_p50']:g} business min" in sales[2]
-    assert f"connect rate: {round(s['connect_rate'] * 100, 1):g}%" in sales[3]
-    assert f"pipeline {s['pipeline_value']:,.0f}" in sales[4]
-    assert sales[5] == f"Open breaches: {s['open_breaches']}"
+    assert marketing[0].startswith(f"Workable leads this month: {m['workable']} of a {m['goal']} goal")
+    assert marketing[1].startswith(f"Pace: {round(m['pace'] * 100, 1):g}% of the pace the goal needs")
+    assert marketing[2] == f"Month end: on pace for {m['projected']:,.0f} of {m['goal']} workable leads"
+    assert f"Lead value this month: ${m['value']:,.0f} of a ${m['value_goal']:,.0f} goal" == marketing[3]
+    assert marketing[4] == "By source: " + ", ".join(
+        f"{ {'webinar': 'Webinar', 'demo_request': 'Demo request'}[k]} {n}" for k, n in m["mix"]["source"].items())
+    assert f"In nurture (not workable yet): {m['nurture']} lead" in marketing
+    assert f"Rejected by Sales: {expected['rejected']['total']} lead (No budget 1)" in marketing
+    assert sales[0] == (f"Worked: {round(s['worked_pct'] * 100, 1):g}% of {s['cohort']} leads due "
+                        "(past their first-touch deadline or already touched)")
+    assert sales[1] == f"Touched within the SLA: {round(s['within_sla_pct'] * 100, 1):g}%"
+    assert (f"median first touch {business_time(s['speed_to_lead_p50'])} "
+            f"(90% within {business_time(s['speed_to_lead_p90'])}), in business time") in sales[2]
+    assert f"{round(s['connect_rate'] * 100, 1):g}% of worked leads connected" in sales[3]
+    assert f"${s['pipeline_value']:,.0f} pipeline" in sales[4]
+    assert sales[5] == f"Open breaches: {s['open_breaches']} leads past the first-touch deadline with no touch"
+    # Identifiers never reach a person: reasons, sources and BANT keys are phrases.
+    for raw in ("no_budget", "demo_request", "Cohort", "business min", "MTD", "p50"):
+        assert raw not in content.text
     breaches = sections["Open breaches"]
     for breach, line in zip(expected["breaches"][:10], breaches, strict=False):
         assert line.startswith(breach["name"]) and f"owner {breach['owner_name']}" in line
-        assert f"{breach['minutes_overdue']:,.1f}".rstrip("0").rstrip(".") in line
+        assert f"{business_time(breach['minutes_overdue'])} overdue" in line
     yesterday = sections[next(h for h in sections if h.startswith("Yesterday"))]
     assert yesterday[0] == (f"Workable leads handed off: {expected['yesterday']['workable']}; "
                             f"to nurture: {expected['yesterday']['nurture']}")
@@ -169,8 +174,8 @@ def test_team_digest_numbers_are_the_teams(ctx: Context, clock: FixedClock) -> N
     assert content.numbers == expected and expected["scope"] == "team:smb"
     assert content.title == "SMB Inbound: daily SLA digest, Tue Nov 24"
     assert dict(content.sections)["Marketing: leads delivered"][0].startswith(
-        f"Workable leads MTD: {expected['marketing']['workable']} of {expected['marketing']['goal']} goal "
-        "(3 reps x 40)")
+        f"Workable leads this month: {expected['marketing']['workable']} of a {expected['marketing']['goal']} "
+        "goal (3 reps × 40 each)")
 
 
 def test_chart_is_a_small_png(ctx: Context, clock: FixedClock) -> None:
@@ -184,7 +189,7 @@ def test_chart_is_a_small_png(ctx: Context, clock: FixedClock) -> None:
 def test_an_empty_month_still_renders(ctx: Context) -> None:
     content = build_digest(ctx, as_of=local(2026, 12, 1, 8, 30))      # the first business day
     assert content.chart_png is not None and png_size(content.chart_png) == (640, 320)
-    assert "Workable leads MTD: 0 of 200 goal" in content.text
+    assert "Workable leads this month: 0 of a 200 goal" in content.text
 
 
 # --- recipients and payloads ---------------------------------------------------------------------

@@ -138,7 +138,7 @@ def test_hot_lead_ladder_deadlines_in_business_time(ctx: Context, clock: FixedCl
 
     assert sweep(ctx, now=half).nudges == 1
     assert [t for t, _ in dms(ctx, "nudge:")] == ["Ana Ruiz"]
-    assert "50% of its 15m first-touch window" in dms(ctx)[0][1]
+    assert "50% of its 15 min first-touch window" in dms(ctx)[0][1]
     assert get(ctx, lead.id).next_check_at == full
 
     assert sweep(ctx, now=full - timedelta(seconds=1)).nudges == 0
@@ -548,7 +548,7 @@ async def test_tick_end_to_end_delivers_each_message_once(
     assert sorted(transport.sent[count:]) == sorted([("update", "#smb", "Hot Lead: Ben Okafor"),
                                                      ("dm", "Ben Okafor", dms(ctx, "assigned:")[0][1])])
     assert dms(ctx, "assigned:")[0][1] == ("Hot Lead (Initech) is now yours: Ana Ruiz did not claim it "
-                                           "within 10m. First touch due Mon Nov 23, 09:20 EST.")
+                                           "within 10 min. First touch due Mon Nov 23, 09:20 EST.")
     assert report.sweep.claim_timeouts == 1
     with ctx.db.read() as session:
         pending = session.execute(select(OutboxMessage).where(col(OutboxMessage.status) != "done")).scalars().all()

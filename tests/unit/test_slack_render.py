@@ -52,6 +52,58 @@ def walk_texts(node: Any) -> list[str]:
 # --- the card ------------------------------------------------------------------------------
 
 
+#: Identifiers of the example agreement and lead that must never reach a person's eyes.
+RAW_WORDS = ("demo_request", "product_demo", "demo_requested", "pricing_page_viewed", "solution_research",
+             "no_budget", "bad_contact_data", "student_or_job_seeker", "authority:", "True", ">=",
+             "activity=", "tier hot", "qualified")
+
+
+def human_texts(blocks: list[dict[str, Any]]) -> str:
+    """Everything Slack shows (texts, fields, option labels), not the values a click carries back."""
+    return "\n".join(walk_texts(blocks))
+
+
+def test_the_card_speaks_plain_words_and_its_selects_carry_identifiers(ctx: Context, clock: Any) -> None:
+    body = json.loads(EXAMPLE_LEAD.read_text())
+    body["bant"] = body["bant"] | {"authority": True}
+    lead = handoff(ctx, LeadIn.model_validate(body)).lead
+    blocks = render.card_blocks(lead_card(ctx, lead))
+    shown = human_texts(blocks)
+    fields = [f["text"] for f in blocks[2]["fields"]]
+    assert "*Source / offer*\nDemo request / Product demo" in fields
+    assert "*Tier*\nHot (first touch within 15 min)" in fields
+    assert "*Value*\n$2,400" in fields
+    assert ("*BANT*\nNeed: replace spreadsheets for field ops; Budget known; Timeframe: 1-3 months; "
+            "Authority known") in fields
+    assert "*Attempts*\n0 of 6 within 5 business days" in fields
+    assert "+30 requested a demo" in shown and "+10 viewed the pricing page" in shown
+    assert "• Score 50, at or above the threshold of 20" in shown and "• Hot tier" in shown
+    assert "4 of 4 BANT facts known (need, budget, timeframe, authority); 2 needed" in shown
+    select = next(e for e in blocks[-1]["elements"] if e["action_id"] == "lead.disqualify")
+    labels = [o["text"]["text"] for o in select["options"]]
+    assert labels == ["No budget", "No need", "Bad contact data", "Chose a competitor", "Student or job seeker",
+                      "Duplicate lead"]
+    # The click handlers still get the agreement's keys.
+    assert [ActionPayload.parse(o["value"]).reason for o in select["options"]] == [
+        "no_budget", "no_need", "bad_contact_data", "competitor", "student_or_job_seeker", "duplicate"]
+    for raw in RAW_WORDS:
+        assert raw not in shown, raw
+
+    assert lead.id is not None and lead.owner is not None
+    from commands.leads import perform
+    from tests.integration.test_engine import rep_actor
+    refused = perform(ctx, lead_id=lead.id, action=Action.DISQUALIFY, actor=rep_actor(ctx, lead.owner),
+                      reason="bad_contact_data").refused
+    assert not refused
+    with ctx.db.read() as session:
+        closed = session.get(type(lead), lead.id)
+    assert closed is not None
+    blocks = render.card_blocks(lead_card(ctx, closed))
+    assert "*Disqualified*" in blocks[1]["elements"][0]["text"]
+    assert "*Reason*\nBad contact data" in [f["text"] for f in blocks[2]["fields"]]
+    assert "bad_contact_data" not in human_texts(blocks)
+
+
 def test_card_from_a_real_lead_validates(ctx: Context) -> None:
     body = json.loads(EXAMPLE_LEAD.read_text())
     lead = handoff(ctx, LeadIn.model_validate(body)).lead
@@ -81,7 +133,7 @@ def test_card_from_a_real_lead_validates(ctx: Context) -> None:
     disqualify = next(e for e in actions["elements"] if e["action_id"] == "lead.disqualify")
     reasons = [ActionPayload.parse(o["value"]).reason for o in disqualify["options"]]
     assert reasons == list(ctx.agreement.sales.disqualify_reasons)
-    assert [o["text"]["text"] for o in disqualify["options"]][:2] == ["no budget", "no need"]
+    assert [o["text"]["text"] for o in disqualify["options"]][:2] == ["No budget", "No need"]
     reassign = next(e for e in actions["elements"] if e["action_id"] == "lead.reassign")
     assert [ActionPayload.parse(o["value"]).to_rep for o in reassign["options"]] == [None, "fay"]
     assert reassign["options"][0]["text"]["text"] == "Next available rep"

@@ -14,6 +14,7 @@ import jsonschema  # type: ignore[import-untyped]
 import pytest
 
 from bot.cards import ActionPayload, Button, Card, Fact, Mention, Option
+from bot.presenters import lead_card
 from bot.teams.render import (
     MAX_CARD_BYTES,
     card_mentions,
@@ -26,9 +27,13 @@ from bot.teams.render import (
     reply_text,
 )
 from bot.teams.transport import error_for_status, retry_after_seconds
+from commands.context import Context
+from commands.leads import handoff
 from commands.registry import COMMANDS
 from manifests.teams import build_package, teams_manifest
+from sla.lead import LeadIn
 from sla.lifecycle import Action
+from tests.conftest import EXAMPLE_LEAD
 from tests.e2e.teams_helpers import MANIFEST_SCHEMA, assert_valid_card
 
 EVIL = "Jane [click me](https://evil.example) <at>Ana Ruiz</at> *bold* _it_ `code` www.evil.example"
@@ -79,6 +84,32 @@ def test_card_is_valid_adaptive_card_15_with_action_execute() -> None:
     assert len(content["actions"]) <= 6
     assert content["actions"][-1] == {"type": "Action.OpenUrl", "title": "Open in CRM",
                                       "url": "https://crm.example/contacts/1"}
+
+
+def test_a_real_leads_card_speaks_plain_words_and_its_choices_carry_identifiers(ctx: Context) -> None:
+    body = json.loads(EXAMPLE_LEAD.read_text())
+    body["bant"] = body["bant"] | {"authority": True}
+    lead = handoff(ctx, LeadIn.model_validate(body)).lead
+    content = render_card(lead_card(ctx, lead))
+    assert_valid_card(content)
+    facts = {f["title"]: re.sub(r"\\(.)", r"\1", f["value"])
+             for node in iter_nodes(content) if node.get("type") == "FactSet" for f in node["facts"]}
+    assert facts["Source / offer"] == "Demo request / Product demo"
+    assert facts["Tier"] == "Hot (first touch within 15 min)"
+    assert facts["Value"] == "$2,400"
+    assert facts["BANT"] == ("Need: replace spreadsheets for field ops; Budget known; Timeframe: 1-3 months; "
+                             "Authority known")
+    choices = next(n for n in iter_nodes(content) if n.get("type") == "Input.ChoiceSet" and n["id"] == "reason")
+    assert [c["title"] for c in choices["choices"]][:3] == ["No budget", "No need", "Bad contact data"]
+    assert "Student or job seeker" in [c["title"] for c in choices["choices"]]
+    assert [c["value"] for c in choices["choices"]][:3] == ["no_budget", "no_need", "bad_contact_data"]
+    # What a person reads: texts, titles, placeholders and fact values (not the choices' values).
+    shown = "\n".join([*(re.sub(r"\\(.)", r"\1", node[key]) for node in iter_nodes(content)
+                         for key in ("text", "title", "placeholder") if isinstance(node.get(key), str)),
+                       *facts.values()])
+    assert "Score 50, at or above the threshold of 20" in shown and "Hot tier" in shown
+    for raw in ("demo_request", "product_demo", "demo_requested", "solution_research", "authority:", "True", ">="):
+        assert raw not in shown, raw
 
 
 def test_selects_and_amount_are_inputs_whose_values_the_click_parser_reads() -> None:
