@@ -399,14 +399,22 @@ def test_tick_without_a_platform_reassigns_nothing(tmp_path: Path) -> None:
 VP_KEYS = {"digest:marketing_vp:console:2026-11-24", "digest:sales_vp:console:2026-11-24"}
 
 
-def test_a_first_start_in_the_night_sends_no_digest(ctx: Context) -> None:
+@pytest.fixture
+def any_ctx(any_db: Database, agreement: Agreement, clock: FixedClock) -> Context:
+    """A console context on SQLite, and again on PostgreSQL when one is configured."""
+    return Context(db=any_db, agreement=agreement, clock=clock, platforms=("console",))
+
+
+def test_a_first_start_in_the_night_sends_no_digest(any_ctx: Context) -> None:
+    ctx = any_ctx
     assert queue_due_digests(ctx, now=local(2026, 11, 24, 23, 8)) == []      # first-ever start, 23:08
     assert queue_due_digests(ctx, now=local(2026, 11, 24, 23, 30)) == []
     # The next morning's digests go out on time.
     assert len(queue_due_digests(ctx, now=local(2026, 11, 25, 8, 30))) == 2
 
 
-def test_a_first_start_sends_what_is_due_now_not_what_was_missed(ctx: Context) -> None:
+def test_a_first_start_sends_what_is_due_now_not_what_was_missed(any_ctx: Context) -> None:
+    ctx = any_ctx
     # Started at 09:05: the 09:00 team-channel digests are due now; the 08:30 VP digests were missed
     # before the service ever ran and are not caught up.
     queued = queue_due_digests(ctx, now=local(2026, 11, 24, 9, 5))
@@ -414,7 +422,8 @@ def test_a_first_start_sends_what_is_due_now_not_what_was_missed(ctx: Context) -
     assert queue_due_digests(ctx, now=local(2026, 11, 24, 14, 0)) == []
 
 
-def test_a_catch_up_after_downtime_waits_for_business_hours(ctx: Context) -> None:
+def test_a_catch_up_after_downtime_waits_for_business_hours(any_ctx: Context) -> None:
+    ctx = any_ctx
     assert queue_due_digests(ctx, now=local(2026, 11, 24, 8, 0)) == []       # running before the slots
     # Down from 08:00 to 08:50: the 08:30 digest is late and business hours open at 09:00.
     assert queue_due_digests(ctx, now=local(2026, 11, 24, 8, 50)) == []
