@@ -126,7 +126,7 @@ def sweep(ctx: Context, *, now: datetime, limit: int = 1000) -> SweepReport:
         report.no_platform = len(ids)
         if ids and "no_platform" not in ctx.noticed:
             ctx.noticed.add("no_platform")
-            log.warning("%s lead(s) due are waiting: %s", len(ids), NO_PLATFORM)
+            log.warning("%s lead(s) due are waiting: %s", len(ids), NO_PLATFORM, extra={"count": len(ids)})
         return report
     ctx.noticed.discard("no_platform")
     report.due = len(ids)
@@ -139,7 +139,7 @@ def sweep(ctx: Context, *, now: datetime, limit: int = 1000) -> SweepReport:
             report.skipped += 1
             continue
         except Exception as exc:
-            log.exception("sweep of lead %s failed", lead_id)
+            log.exception("sweep of lead %s failed", lead_id, extra={"lead_id": lead_id})
             report.errors.append(f"lead {lead_id}: {type(exc).__name__}: {exc}"[:300])
             continue
         _merge(report, partial)
@@ -186,7 +186,8 @@ def _sweep_lead(ctx: Context, lead_id: int, now: datetime, report: SweepReport) 
             else:   # pragma: no cover - a new kind in sla.clocks without a handler here
                 raise ValueError(f"unknown due kind {due.kind!r}")
         else:
-            log.error("lead %s: more than %s steps due at once; stopping", lead_id, _MAX_STEPS_PER_LEAD)
+            log.error("lead %s: more than %s steps due at once; stopping", lead_id, _MAX_STEPS_PER_LEAD,
+                      extra={"lead_id": lead_id})
         lead.next_check_at = next_check(ctx, lead)
 
 
