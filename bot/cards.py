@@ -72,10 +72,15 @@ class ActionPayload:
             cleaned = amount.replace(",", "").replace("$", "").strip()
             amount = float(cleaned) if cleaned else None
         version = raw.get("v")
-        return cls(action=Action(raw["a"]), lead_id=int(raw["lead"]),
-                   version=int(version) if version is not None else None,
-                   reason=raw.get("reason") or None, to_rep=raw.get("to") or None,
-                   amount=float(amount) if amount is not None else None)
+        parsed = cls(action=Action(raw["a"]), lead_id=int(raw["lead"]),
+                     version=int(version) if version is not None else None,
+                     reason=raw.get("reason") or None, to_rep=raw.get("to") or None,
+                     amount=float(amount) if amount is not None else None)
+        # A click's value comes back from the chat platform: ids a database integer cannot hold
+        # are refused here (ValueError: an unreadable action), not deep in a query.
+        if not 0 < parsed.lead_id < 2**63 or not 0 <= (parsed.version or 0) < 2**63:
+            raise ValueError("lead id or version out of range")
+        return parsed
 
 
 @dataclass(frozen=True)

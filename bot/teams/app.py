@@ -48,6 +48,7 @@ from bot.presenters import lead_card
 from bot.services import Services
 from bot.teams import store
 from bot.teams.auth import TeamsAuth, build_auth
+from bot.teams.inbound import malformed_card_action
 from bot.teams.render import render_card, reply_text
 from bot.teams.transport import ADAPTIVE_CARD, TeamsTransport, text_activity
 from commands.context import Actor, identify, team_channel
@@ -94,6 +95,8 @@ def install(app: FastAPI, services: Services) -> TeamsTransport:
                 return JSONResponse({"error": f"body over {limit // 1024} KiB"}, status_code=413)
             chunks.append(chunk)
         request._body = b"".join(chunks)
+        if (malformed := malformed_card_action(request._body)) is not None:
+            return JSONResponse(malformed)
         try:
             response: Response | None = await adapter.process(request, agent)
         except ValidationError:

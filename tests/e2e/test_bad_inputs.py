@@ -3,13 +3,17 @@
 Each row is one request sent over real HTTP to the app under uvicorn on 127.0.0.1, with valid
 credentials (bearer token, Slack v0 signature, HubSpot v3 signature) so that the input itself is
 what is judged. After each, no table holds a row: no lead, event, receipt or queued message.
+
+Teams answers a card click (an `invoke`) with HTTP 200 whatever happened, and the invoke's own
+status in the body's `statusCode`: for those rows the status in the table is that one.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -27,6 +31,7 @@ from sla.clock import FixedClock
 from storage.db import Database
 from tests.conftest import EXAMPLE_LEAD, INTAKE_TOKEN, LiveServer, make_settings
 from tests.e2e import slack_helpers as sh
+from tests.e2e.teams_helpers import personal_message
 from tests.fakes.slack_api import FakeSlack
 
 HUBSPOT_SECRET = "hubspot-client-secret-for-bad-inputs"
@@ -68,8 +73,23 @@ class Case:
     path: str
     body: bytes | None
     expected: int
-    kind: str = "api"            # api: bearer token; hubspot: v3 signature; slack: v0 signature
+    kind: str = "api"            # api: bearer token; hubspot: v3 signature; slack: v0 signature; teams
     content_type: str = "application/json"
+
+
+def teams(**changes: Any) -> bytes:
+    """A Bot Framework activity (a personal message) with some fields changed; None drops one."""
+    body = personal_message("http://127.0.0.1:9", "ana", "sla status")
+    body.update(changes)
+    return json.dumps({k: v for k, v in body.items() if v is not None}).encode()
+
+
+def click(value: Any) -> bytes:
+    return teams(type="invoke", name="adaptiveCard/action", text=None, value=value)
+
+
+def execute(data: Any) -> dict[str, Any]:
+    return {"action": {"type": "Action.Execute", "verb": "lead.claim", "data": data}}
 
 
 SLASH_WITHOUT_USER = urlencode({"command": "/sla", "text": "status", "team_id": sh.TEAM_ID}).encode()
@@ -157,6 +177,22 @@ CASES = [
          json.dumps({"type": "event_callback", "team_id": sh.TEAM_ID, "event_id": "Ev1"}).encode(), 400, "slack"),
     Case("slack: /sla without user_id", "POST", "/slack/events", SLASH_WITHOUT_USER, 400, "slack", sh.FORM),
     Case("slack: form body not UTF-8", "POST", "/slack/events", b"payload=%FF%FE", 400, "slack", sh.FORM),
+    # --- POST /api/messages (Teams, anonymous test mode): 400 -----------------------------------
+    Case("teams: not JSON", "POST", "/api/messages", b"{not json", 400, "teams"),
+    Case("teams: JSON nested 5,000 deep", "POST", "/api/messages", nested(5000).encode(), 400, "teams"),
+    Case("teams: a JSON list", "POST", "/api/messages", b"[]", 400, "teams"),
+    Case("teams: activity without a type", "POST", "/api/messages", teams(type=None), 400, "teams"),
+    Case("teams: message without a conversation", "POST", "/api/messages", teams(conversation=None), 400,
+         "teams"),
+    Case("teams: from a string", "POST", "/api/messages", teams(**{"from": "ana"}), 400, "teams"),
+    Case("teams: text a number", "POST", "/api/messages", teams(text=5), 400, "teams"),
+    Case("teams: card click without a value", "POST", "/api/messages", click(None), 400, "teams"),
+    Case("teams: card click value a string", "POST", "/api/messages", click("claim"), 400, "teams"),
+    Case("teams: card click data a list", "POST", "/api/messages", click(execute([1])), 400, "teams"),
+    Case("teams: card click lead 10**30", "POST", "/api/messages",
+         click(execute({"a": "claim", "lead": 10**30, "v": 1})), 400, "teams"),
+    Case("teams: card click lead \"x\"", "POST", "/api/messages",
+         click(execute({"a": "claim", "lead": "x", "v": 1})), 400, "teams"),
 ]
 
 
@@ -171,7 +207,7 @@ def app(db: Database, agreement: Agreement, clock: FixedClock, fake: FakeSlack) 
                                                                                                     Services]]:
     settings = make_settings(database_url=db.url, hubspot_client_secret=HUBSPOT_SECRET,
                              slack_bot_token=sh.BOT_TOKEN, slack_signing_secret=sh.SIGNING_SECRET,
-                             slack_api_url=fake.base_url)
+                             slack_api_url=fake.base_url, teams_allow_unauthenticated=True)
     services = build_services(settings, clock=clock, agreement=agreement, db=db)
     with LiveServer(create_app(services)) as server:
         yield server, services
@@ -188,7 +224,7 @@ def send(server: LiveServer, case: Case) -> httpx.Response:
         headers.update({"X-HubSpot-Request-Timestamp": timestamp,
                         "X-HubSpot-Signature-v3": hubspot_signature(HUBSPOT_SECRET, case.method, url, body,
                                                                     timestamp)})
-    else:
+    elif case.kind == "slack":
         headers = sh.signed_headers(body, content_type=case.content_type)
     return httpx.request(case.method, url, content=case.body, headers=headers, timeout=30)
 
@@ -205,7 +241,10 @@ def test_bad_input_is_refused_with_a_4xx_and_nothing_stored(app: tuple[LiveServe
                                                               case: Case) -> None:
     server, _ = app
     response = send(server, case)
-    assert response.status_code == case.expected, response.text[:500]
+    status = response.status_code
+    if case.kind == "teams" and status == 200:
+        status = response.json()["statusCode"]   # an invoke's own status
+    assert status == case.expected, response.text[:500]
     assert not any(stored_rows(db).values()), stored_rows(db)
 
 
@@ -213,7 +252,19 @@ def test_the_table_covers_every_route_that_takes_input() -> None:
     paths = {c.path.split("?")[0].rsplit("/", 1)[0] if c.path.startswith("/api/v1/leads/") else
              c.path.split("?")[0] for c in CASES}
     assert paths == {"/api/v1/leads", "/api/v1/status", "/api/v1/outcomes", "/webhooks/hubspot",
-                     "/slack/events"}
+                     "/slack/events", "/api/messages"}
 
 
-Check = Callable[[httpx.Response], None]
+def test_a_malformed_hubspot_batch_is_logged_by_field_without_its_values(
+        app: tuple[LiveServer, Services], caplog: pytest.LogCaptureFixture) -> None:
+    server, _ = app
+    case = Case("", "POST", "/webhooks/hubspot", hubspot([hubspot_event(), hubspot_event(
+        eventId=101, objectId="wanda.privacy@umbrella.example", occurredAt="yesterday")]), 400, "hubspot")
+    with caplog.at_level(logging.WARNING, logger="slabot.api"):
+        response = send(server, case)
+    assert response.status_code == 400
+    assert {tuple(e["loc"]) for e in response.json()["detail"]} == {("body", 1, "objectId"),
+                                                                   ("body", 1, "occurredAt")}
+    [record] = [r for r in caplog.records if r.name == "slabot.api"]
+    assert "1.objectId" in record.getMessage() and "1.occurredAt" in record.getMessage()
+    assert "wanda" not in record.getMessage() and "yesterday" not in record.getMessage()
