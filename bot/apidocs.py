@@ -183,7 +183,7 @@ def install(app: FastAPI) -> None:
             swagger_favicon_url=f"{root}{STATIC_URL}/favicon.png",
             oauth2_redirect_url=None,
             # No online validator badge: it would send the schema to validator.swagger.io.
-            swagger_ui_parameters={"validatorUrl": None, "persistAuthorization": True})
+            swagger_ui_parameters={"validatorUrl": None})
 
     @app.get("/redoc", include_in_schema=False)
     def redoc(request: Request) -> HTMLResponse:
