@@ -51,6 +51,7 @@ from sla.clocks import Due
 from sla.lifecycle import Action, Refused, Role, State, next_state
 from sla.routing import choose_rep
 from storage.db import affected
+from storage.sweep import due_lead_ids
 from storage.tables import Lead, RoutingCursor
 
 __all__ = ["CLOSE_GRACE", "NO_PLATFORM", "SweepReport", "due_lead_ids", "next_check", "sweep"]
@@ -101,16 +102,7 @@ class _LostRace(Exception):
     """Another worker claimed this step first: roll back whatever this transaction did."""
 
 
-# --- selection -----------------------------------------------------------------------------------
-
-
-def due_lead_ids(session: Session, *, now: datetime, limit: int) -> list[int]:
-    """Open leads whose next check has come, oldest first: an index range scan on
-    (is_open, next_check_at), whatever the number of open leads."""
-    query = (select(Lead.id)
-             .where(col(Lead.is_open) == sa.true(), col(Lead.next_check_at) <= now)
-             .order_by(col(Lead.next_check_at), col(Lead.id)).limit(limit))
-    return [int(i) for i in session.execute(query).scalars() if i is not None]
+# --- selection: storage.sweep.due_lead_ids (re-exported here) -------------------------------------
 
 
 def sweep(ctx: Context, *, now: datetime, limit: int = 1000) -> SweepReport:
