@@ -1,4 +1,9 @@
-"""The tick: every periodic job as one plain function of `now` (deliver, sweep, digests, deliver)."""
+"""The tick: every periodic job as one plain function of `now` (sweep, digests, then delivery).
+
+Deadlines never wait behind delivery: the sweep (nudges, escalations, claim timeouts) and the
+digests are queued first, and what they queue (direct messages) goes out before the cards waiting
+in the outbox. When the process runs the outbox loop (`slabot worker`, `slabot serve`), the tick
+only wakes it: delivery runs beside the ticks, paced per lane, and never holds the next sweep."""
 
 from __future__ import annotations
 
@@ -15,7 +20,7 @@ from commands.digest import queue_due_digests
 from commands.engine import SweepReport, sweep
 from sla.clock import as_utc
 
-__all__ = ["TickReport", "send_digests_now", "tick"]
+__all__ = ["TICK_DELIVERY_BUDGET_S", "TickReport", "send_digests_now", "tick"]
 
 log = logging.getLogger("slabot.tick")
 
@@ -25,18 +30,10 @@ class TickReport:
     """What one tick did, for `slabot tick` and the logs."""
 
     at: datetime
-    delivered_before: DeliveryReport = field(default_factory=DeliveryReport)
     sweep: SweepReport = field(default_factory=SweepReport)
     digests: list[str] = field(default_factory=list)
-    delivered_after: DeliveryReport = field(default_factory=DeliveryReport)
+    delivered: DeliveryReport = field(default_factory=DeliveryReport)
     errors: list[str] = field(default_factory=list)
-
-    @property
-    def delivered(self) -> DeliveryReport:
-        total = DeliveryReport()
-        total.add(self.delivered_before)
-        total.add(self.delivered_after)
-        return total
 
     def lines(self) -> list[str]:
         at = self.at.isoformat().replace("+00:00", "Z")
@@ -56,22 +53,23 @@ def _worker(services: Services) -> OutboxWorker:
     return services.worker or services.make_worker()
 
 
-async def tick(services: Services, *, now: datetime | None = None) -> TickReport:
-    """Deliver the outbox, fire due nudges and escalations, queue due digests, deliver again.
+#: A scheduled tick in a process without the outbox loop delivers for at most this long, then
+#: gives back what it claimed: the next tick (and its sweep) starts on time.
+TICK_DELIVERY_BUDGET_S = 20.0
 
-    `now` given (`slabot tick --now`, tests): everything is stamped with that instant and a replay
-    of the same instant sends nothing new (every job claims its work in the database). `now` None
-    (the scheduler): the services' clock. A failing step is logged and reported; the other steps
-    still run, so an outage of one platform never stops the nudges.
+
+async def tick(services: Services, *, now: datetime | None = None) -> TickReport:
+    """Fire due nudges and escalations, queue due digests, then deliver the outbox (nudges first).
+
+    `now` given (`slabot tick --now`, tests): everything is stamped with that instant, the outbox
+    is delivered to the end, and a replay of the same instant sends nothing new (every job claims
+    its work in the database). `now` None (the scheduler): the services' clock; if the outbox loop
+    runs in this process it is only woken, else delivery gets TICK_DELIVERY_BUDGET_S. A failing
+    step is logged and reported; the other steps still run, so an outage of one platform never
+    stops the nudges.
     """
     at = as_utc(now) if now is not None else services.ctx.now()
     report = TickReport(at=at)
-    worker = _worker(services)
-    try:
-        report.delivered_before = await worker.deliver_due(now)
-    except Exception as exc:
-        log.exception("tick: outbox delivery failed")
-        report.errors.append(f"delivery: {type(exc).__name__}: {exc}")
     try:
         report.sweep = await anyio.to_thread.run_sync(functools.partial(sweep, services.ctx, now=at))
     except Exception as exc:
@@ -83,9 +81,12 @@ async def tick(services: Services, *, now: datetime | None = None) -> TickReport
     except Exception as exc:
         log.exception("tick: digests failed")
         report.errors.append(f"digests: {type(exc).__name__}: {exc}")
+    worker = _worker(services)
+    if now is None and worker.running:
+        worker.wake()   # the outbox loop delivers what the sweep queued, beside the ticks
+        return report
     try:
-        # What the sweep and the digests just queued goes out in this tick, not the next.
-        report.delivered_after = await worker.deliver_due(now)
+        report.delivered = await worker.deliver_due(now, budget=TICK_DELIVERY_BUDGET_S if now is None else None)
     except Exception as exc:
         log.exception("tick: outbox delivery failed")
         report.errors.append(f"delivery: {type(exc).__name__}: {exc}")

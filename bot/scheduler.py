@@ -1,5 +1,8 @@
 """The periodic trigger: APScheduler calls `tick` every 30 s; `slabot worker` runs it with the outbox worker.
 
+The tick (sweep and digests) and the outbox loop run side by side: the tick only wakes the loop,
+so a backlog of cards never delays a nudge, and each lane has one pacer in the process.
+
 APScheduler is only a trigger (research/reliability-and-performance.md section 3): it keeps no job
 store, and correctness never depends on it firing exactly once. Every job claims its work in the
 database (conditional updates, unique keys), so a second worker process, a restart or a tick that
@@ -87,6 +90,7 @@ async def serve_worker(services: Services, *, stop: asyncio.Event | None = None,
                 loop.add_signal_handler(sig, stop.set)
                 handled.append(sig)
     worker = services.worker or services.make_worker()
+    worker.running = True   # before the first tick: it must wake this loop, not deliver beside it
     delivering = asyncio.create_task(worker.run_forever(poll_seconds=poll_seconds))
     scheduler = start_scheduler(services)
     log.info("worker %s running: outbox delivery and a tick every %s s", worker.worker_id, TICK_SECONDS)
@@ -101,6 +105,9 @@ async def serve_worker(services: Services, *, stop: asyncio.Event | None = None,
         if isinstance(ticker, _Ticker) and ticker.in_flight:
             await asyncio.wait(set(ticker.in_flight), timeout=SHUTDOWN_GRACE_SECONDS)
         scheduler.shutdown(wait=False)
+        # Rows claimed and not yet sent go back to pending at once: the next worker (or this one,
+        # restarted) sends them without waiting for a lease to lapse.
+        await worker.stop()
         delivering.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await delivering

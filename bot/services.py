@@ -29,13 +29,22 @@ class Services:
 
     def __post_init__(self) -> None:
         self.intake = IntakeBatcher(self.ctx)
+        self.telemetry.watch_backlog(self._backlog)
+
+    def _backlog(self) -> Any:
+        from storage.health import backlog
+
+        with self.ctx.db.read() as session:
+            return backlog(session, now=self.ctx.now())
 
     def wake_worker(self) -> None:
         if self.worker is not None:
             self.worker.wake()
 
     def make_worker(self, worker_id: str | None = None) -> OutboxWorker:
-        self.worker = OutboxWorker(self.ctx, self.transports, worker_id=worker_id)
+        deliveries = self.telemetry.deliveries
+        self.worker = OutboxWorker(self.ctx, self.transports, worker_id=worker_id,
+                                   on_outcome=lambda platform, outcome: deliveries.labels(platform, outcome).inc())
         return self.worker
 
     def status(self, *, scope: str = "all", as_of: datetime | None = None) -> dict[str, Any]:

@@ -3,6 +3,7 @@ settle them exactly once across workers."""
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -11,14 +12,23 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from storage.db import affected
-from storage.tables import MessageRef, OutboxMessage
+from storage.tables import MessageRef, OutboxLane, OutboxMessage
 
-#: A row claimed longer ago than this belongs to a worker that died: it may be claimed again.
-STALE_CLAIM = timedelta(minutes=5)
-#: Rows one claim takes per channel. A worker sends a lane's rows one after another (Slack allows
-#: about 1 post/s per channel), so a lane must finish well inside STALE_CLAIM: otherwise another
-#: worker would take over rows still waiting in a live worker's lane and post them twice.
-PER_LANE = 30
+#: How long a claim lasts unless renewed: a claimed row, and the lane (channel or person) it goes
+#: to. The worker renews both every LEASE / 3 while it works, and gives them back when it stops; a
+#: worker that died loses them after LEASE, so its rows go out again within LEASE plus one poll.
+LEASE = timedelta(seconds=15)
+#: Rows one claim takes per lane when the caller does not say: a few seconds of sending at Slack's
+#: one post per second per channel. A claim is what a lane sends soon, not a backlog to sit on.
+PER_LANE = 5
+#: Lanes one claim looks at (lanes with a direct message or a channel message first).
+MAX_LANES = 500
+#: Claims on PostgreSQL take this transaction-level advisory lock: two workers' claims run one
+#: after the other, so a lane's lease and its rows are always decided together (SQLite gets the
+#: same from BEGIN IMMEDIATE).
+_CLAIM_LOCK_KEY = 0x51AB0_0B0C5
+
+Lane = tuple[str, str]
 
 
 _ENQUEUE: dict[str, Any] = {}
@@ -45,44 +55,148 @@ def enqueue(session: Session, *, dedupe_key: str, kind: str, platform: str, targ
     return session.execute(statement, row).first() is not None
 
 
-def claim_batch(session: Session, *, worker: str, now: datetime, limit: int = 5000,
-                per_lane: int = PER_LANE) -> list[OutboxMessage]:
-    """Claim due rows for this worker.
-
-    Here lay dragons: two workers may run this at once. On PostgreSQL the SELECT skips rows
-    another worker has locked; the conditional UPDATE below is the real guard on both databases
-    (a row is ours only if the UPDATE that moves it to `sending` matched it).
-    """
-    stale = now - STALE_CLAIM
-    due = sa.or_(
+def _due(now: datetime) -> sa.ColumnElement[bool]:
+    """Rows a claim may take: pending and due, or `sending` under a lease that lapsed (its worker died)."""
+    return sa.or_(
         sa.and_(col(OutboxMessage.status) == "pending", col(OutboxMessage.next_attempt_at) <= now),
-        sa.and_(col(OutboxMessage.status) == "sending", col(OutboxMessage.claimed_at) < stale),
+        sa.and_(col(OutboxMessage.status) == "sending", col(OutboxMessage.claimed_at) < now - LEASE),
     )
+
+
+def _priority() -> sa.ColumnElement[int]:
+    """Direct messages, channel messages and digests before cards: a nudge never queues behind a
+    backlog of cards, in a lane or across lanes."""
+    return sa.case((col(OutboxMessage.kind) == "card", 1), else_=0)
+
+
+def _lane_in(lanes: Collection[Lane]) -> sa.ColumnElement[bool]:
+    return sa.tuple_(col(OutboxMessage.platform), col(OutboxMessage.target)).in_(list(lanes))
+
+
+def claim_batch(session: Session, *, worker: str, now: datetime, per_lane: int | Mapping[str, int] = PER_LANE,
+                skip_lanes: Collection[Lane] = (), max_lanes: int = MAX_LANES) -> list[OutboxMessage]:
+    """Claim due rows for `worker`, at most `per_lane` per lane (a number, or one per platform), in
+    lanes it holds or can take; returned in sending order (messages before cards, then oldest first).
+
+    Here lay dragons: several workers run this at once. A lane (platform, channel or person) is
+    held by one worker at a time through its lease row in `outbox_lane`, so only that worker sends
+    to it and the platform's per-channel rate is never doubled. Rows of a lane are taken only by
+    its holder; rows still `sending` under a lapsed lease (a dead worker) are taken again, and the
+    sender then looks for the earlier post before posting (bot.delivery). `skip_lanes`: lanes the
+    caller still has enough rows of.
+    """
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        session.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CLAIM_LOCK_KEY})
+    due = _due(now)
+    lanes_query = (select(OutboxMessage.platform, OutboxMessage.target).where(due)
+                   .group_by(col(OutboxMessage.platform), col(OutboxMessage.target))
+                   .order_by(sa.func.min(_priority()), sa.func.min(col(OutboxMessage.id))).limit(max_lanes))
+    if skip_lanes:
+        lanes_query = lanes_query.where(sa.not_(_lane_in(skip_lanes)))
+    wanted = sorted((str(p), str(t)) for p, t in session.execute(lanes_query).all())
+    if not wanted:
+        return []
+    held = take_lanes(session, worker=worker, now=now, lanes=wanted)
+    if not held:
+        return []
     lane = (col(OutboxMessage.platform), col(OutboxMessage.target))
-    ranked = select(OutboxMessage.id, sa.func.row_number().over(partition_by=lane, order_by=col(OutboxMessage.id))
-                    .label("rank")).where(due).subquery()
-    first_of_each_lane = select(ranked.c.id).where(ranked.c.rank <= per_lane)
-    query = select(OutboxMessage.id).where(col(OutboxMessage.id).in_(first_of_each_lane)) \
-        .order_by(col(OutboxMessage.id)).limit(limit)
-    if session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    ids = list(session.execute(query).scalars())
+    ranked = (select(OutboxMessage.id, OutboxMessage.platform,
+                     sa.func.row_number().over(partition_by=lane, order_by=(_priority(), col(OutboxMessage.id)))
+                     .label("rank"))
+              .where(due, _lane_in(held)).subquery())
+    if isinstance(per_lane, int):
+        cap: Any = per_lane
+    else:
+        cap = sa.case(*((ranked.c.platform == p, n) for p, n in per_lane.items()), else_=PER_LANE) \
+            if per_lane else PER_LANE
+    ids = list(session.execute(select(ranked.c.id).where(ranked.c.rank <= cap)).scalars())
     if not ids:
         return []
-    session.execute(
+    claimed = list(session.execute(
         sa.update(OutboxMessage).where(col(OutboxMessage.id).in_(ids), due)
-        .values(status="sending", claimed_by=worker, claimed_at=now,
-                attempts=OutboxMessage.attempts + 1)
+        .values(status="sending", claimed_by=worker, claimed_at=now, attempts=OutboxMessage.attempts + 1)
+        .returning(col(OutboxMessage.id))
         .execution_options(synchronize_session=False)
-    )
+    ).scalars())
+    if not claimed:
+        return []
     rows = session.execute(
-        select(OutboxMessage).where(col(OutboxMessage.id).in_(ids),
-                                    col(OutboxMessage.claimed_by) == worker,
-                                    col(OutboxMessage.claimed_at) == now,
-                                    col(OutboxMessage.status) == "sending")
-        .order_by(col(OutboxMessage.id))
+        select(OutboxMessage).where(col(OutboxMessage.id).in_(claimed))
+        .order_by(_priority(), col(OutboxMessage.id))
+        .execution_options(populate_existing=True)
     ).scalars().all()
     return list(rows)
+
+
+def take_lanes(session: Session, *, worker: str, now: datetime, lanes: Collection[Lane]) -> list[Lane]:
+    """Hold (or keep holding) these lanes for LEASE; returns the ones `worker` holds now. A lane held
+    by another worker under a live lease is left alone."""
+    if not lanes:
+        return []
+    dialect = session.get_bind().dialect.name
+    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(OutboxLane)
+    until = now + LEASE
+    statement = insert.values([{"platform": p, "target": t, "holder": worker, "lease_until": until}
+                               for p, t in sorted(lanes)])
+    current = OutboxLane.__table__.c   # type: ignore[attr-defined]
+    upsert = statement.on_conflict_do_update(
+        index_elements=["platform", "target"],
+        set_={"holder": statement.excluded.holder, "lease_until": statement.excluded.lease_until},
+        where=sa.or_(current.holder == worker, current.holder.is_(None), current.lease_until < now),
+    ).returning(current.platform, current.target)
+    return [(str(p), str(t)) for p, t in session.execute(upsert).all()]
+
+
+def renew(session: Session, *, worker: str, now: datetime, ids: Collection[int],
+          lanes: Collection[Lane]) -> set[int]:
+    """The holder is still working: extend its rows' and lanes' leases. Returns the ids it still
+    holds (a row missing from the answer was taken by another worker after the lease lapsed: its
+    sender must drop it)."""
+    still: set[int] = set()
+    id_list = sorted(ids)
+    for start in range(0, len(id_list), 500):
+        chunk = id_list[start:start + 500]
+        still.update(int(i) for i in session.execute(
+            sa.update(OutboxMessage)
+            .where(col(OutboxMessage.id).in_(chunk), col(OutboxMessage.claimed_by) == worker,
+                   col(OutboxMessage.status) == "sending")
+            .values(claimed_at=now).returning(col(OutboxMessage.id))
+            .execution_options(synchronize_session=False)).scalars())
+    if lanes:
+        current = OutboxLane.__table__.c   # type: ignore[attr-defined]
+        session.execute(sa.update(OutboxLane)
+                        .where(current.holder == worker,
+                               sa.tuple_(current.platform, current.target).in_(sorted(lanes)))
+                        .values(lease_until=now + LEASE))
+    return still
+
+
+def release(session: Session, *, worker: str, now: datetime, ids: Collection[int] = (),
+            lanes: Collection[Lane] | None = None) -> int:
+    """Give claims back at once (a worker stopping, or a tick that ran out of time): rows not sent
+    go back to `pending`, due now, and the attempt they were claimed for is not counted; lanes
+    (all the worker holds when `lanes` is None) are free for any worker. Returns rows released."""
+    released = 0
+    id_list = sorted(ids)
+    for start in range(0, len(id_list), 500):
+        chunk = id_list[start:start + 500]
+        released += affected(session.execute(
+            sa.update(OutboxMessage)
+            .where(col(OutboxMessage.id).in_(chunk), col(OutboxMessage.claimed_by) == worker,
+                   col(OutboxMessage.status) == "sending")
+            .values(status="pending", claimed_by=None, claimed_at=None,
+                    attempts=sa.case((col(OutboxMessage.attempts) > 0, col(OutboxMessage.attempts) - 1),
+                                     else_=0))
+            .execution_options(synchronize_session=False)))
+    current = OutboxLane.__table__.c   # type: ignore[attr-defined]
+    query = sa.update(OutboxLane).where(current.holder == worker)
+    if lanes is not None:
+        if not lanes:
+            return released
+        query = query.where(sa.tuple_(current.platform, current.target).in_(sorted(lanes)))
+    session.execute(query.values(holder=None, lease_until=now))
+    return released
 
 
 def mark_done(session: Session, *, message_id: int, worker: str, now: datetime) -> bool:
@@ -130,6 +244,16 @@ def save_message_ref(session: Session, *, lead_id: int, platform: str, channel: 
     session.execute(insert.values(lead_id=lead_id, platform=platform, channel=channel,
                                   message_id=message_id, posted_at=now)
                     .on_conflict_do_nothing(index_elements=["lead_id", "platform"]))
+
+
+def status_counts(session: Session) -> dict[str, int]:
+    """Rows pending, sending and dead (an index range on status: cheap at every scrape)."""
+    counts = {"pending": 0, "sending": 0, "dead": 0}
+    rows = session.execute(select(OutboxMessage.status, sa.func.count()).select_from(OutboxMessage)
+                           .where(col(OutboxMessage.status).in_(list(counts)))
+                           .group_by(col(OutboxMessage.status))).all()
+    counts.update({str(status): int(n) for status, n in rows})
+    return counts
 
 
 def pending_count(session: Session) -> int:

@@ -251,3 +251,15 @@ class JobRun(SQLModel, table=True):
     job: str = Field(max_length=40)
     period_key: str = Field(max_length=200)
     ran_at: datetime = _at(nullable=False)
+
+
+class OutboxLane(SQLModel, table=True):
+    """Who delivers to one channel or person: a lease held by one worker at a time, so two workers
+    never double a platform's per-channel rate. The holder renews it while it has rows to send for
+    the lane; once it lapses (the holder went idle or died) any worker may take the lane."""
+
+    __tablename__ = "outbox_lane"
+    platform: str = Field(primary_key=True, max_length=10)
+    target: str = Field(primary_key=True, max_length=255)
+    holder: str | None = Field(default=None, max_length=64)
+    lease_until: datetime = _at(nullable=False)

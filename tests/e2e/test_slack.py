@@ -504,8 +504,8 @@ async def test_crash_after_post_recovers_the_message_instead_of_posting_again(
     row = slack.outbox(kind="card")[0]
     assert row.status == ("sending" if hard else "pending")
 
-    if hard:   # a claim younger than STALE_CLAIM still belongs to the (dead) worker
-        clock.advance(timedelta(minutes=1))
+    if hard:   # a claim younger than its lease (storage.outbox.LEASE) still belongs to the (dead) worker
+        clock.advance(timedelta(seconds=10))
         idle = await slack.services.make_worker().deliver_due()
         assert idle.sent == idle.recovered == 0
     clock.advance(timedelta(minutes=10))
@@ -858,6 +858,7 @@ async def test_logs_hold_no_secrets_tokens_or_lead_contact_data(slack: Slack, ca
     assert logged, "nothing was logged: the test would prove nothing"
     for secret in ("jane.secret@globex.example", "555 0199", sh.BOT_TOKEN, sh.SIGNING_SECRET, INTAKE_TOKEN):
         assert secret not in logged, f"{secret!r} leaked into the logs"
+
 
 async def test_sla_status_is_refused_privately_to_people_outside_the_agreement(slack: Slack) -> None:
     await slack.handoff()
