@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import SecretStr, model_validator
+from pydantic import SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: Shortest intake token `serve` and `worker` accept (issue: a guessable token guards lead intake).
@@ -43,6 +43,14 @@ class Settings(BaseSettings):
     #: Log lines: "text" (one readable line each) or "json" (one JSON object each).
     slabot_log_format: Literal["text", "json"] = "text"
     slabot_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+
+    @field_validator("slabot_log_level", "slabot_log_format", mode="before")
+    @classmethod
+    def _any_case(cls, value: object, info: ValidationInfo) -> object:
+        """`debug`, ` JSON `: what people type."""
+        if not isinstance(value, str):
+            return value
+        return value.strip().upper() if info.field_name == "slabot_log_level" else value.strip().lower()
 
     @model_validator(mode="after")
     def _teams_auth(self) -> Settings:

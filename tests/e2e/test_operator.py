@@ -162,6 +162,11 @@ def test_socket_mode_needs_no_signing_secret_and_serves_no_unsigned_http_route()
     assert start_problems(make_settings(slabot_intake_token=TOKEN)) == []     # no chat platform is allowed
 
 
+def test_log_settings_accept_any_case() -> None:
+    settings = make_settings(slabot_log_level=" debug", slabot_log_format="JSON")
+    assert (settings.slabot_log_level, settings.slabot_log_format) == ("DEBUG", "json")
+
+
 # --- the start-up summary and JSON logs ----------------------------------------------------------
 
 SUMMARY_DONE = "intake token:"
