@@ -85,6 +85,9 @@ class SlabotGroup(click.Group):
         try:
             result = super().main(args, prog_name or "slabot", complete_var, False, **extra)
         except click.UsageError as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":      # `slabot`, `slabot db`: the help itself
+                exc.show()
+                sys.exit(exc.exit_code)
             # One line: the problem, then where help is (click would print the usage first).
             where = exc.ctx.command_path if exc.ctx is not None else "slabot"
             click.echo(f"Error: {exc.format_message()} (see `{where} --help`)", err=True)
