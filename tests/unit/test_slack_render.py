@@ -15,11 +15,12 @@ from bot.presenters import lead_card
 from bot.slack import render
 from bot.slack.transport import api_error
 from commands.context import Context
-from commands.leads import handoff
+from commands.leads import handoff, perform
 from commands.sla import CommandReply
 from sla.lead import LeadIn
 from sla.lifecycle import Action
 from tests.conftest import EXAMPLE_LEAD
+from tests.integration.test_engine import rep_actor
 
 OWNER = Mention(name="Ana Ruiz", slack="U0ANA00001")
 
@@ -63,7 +64,7 @@ def human_texts(blocks: list[dict[str, Any]]) -> str:
     return "\n".join(walk_texts(blocks))
 
 
-def test_the_card_speaks_plain_words_and_its_selects_carry_identifiers(ctx: Context, clock: Any) -> None:
+def test_the_card_speaks_plain_words_and_its_selects_carry_identifiers(ctx: Context) -> None:
     body = json.loads(EXAMPLE_LEAD.read_text())
     body["bant"] = body["bant"] | {"authority": True}
     lead = handoff(ctx, LeadIn.model_validate(body)).lead
@@ -90,8 +91,6 @@ def test_the_card_speaks_plain_words_and_its_selects_carry_identifiers(ctx: Cont
         assert raw not in shown, raw
 
     assert lead.id is not None and lead.owner is not None
-    from commands.leads import perform
-    from tests.integration.test_engine import rep_actor
     refused = perform(ctx, lead_id=lead.id, action=Action.DISQUALIFY, actor=rep_actor(ctx, lead.owner),
                       reason="bad_contact_data").refused
     assert not refused
