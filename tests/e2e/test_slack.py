@@ -627,6 +627,7 @@ async def test_app_home_shows_open_leads_and_the_month(slack: Slack) -> None:
     assert view["type"] == "home"
     assert "Your open leads (1)" in text and "Jane Doe" in text and "first touch due Tue Nov 24, 10:15 EST" in text
     assert "SLA status for Ana Ruiz" in text and "of 40 workable leads delivered" in text
+    assert "New: waiting to be claimed" in text and "routed" not in text and "cohort" not in text.lower()
     # The messages tab does not republish; a stranger is told they are not in the agreement.
     await slack.post(sh.app_home_opened(user=ANA, event_id="Ev0HOME002", tab="messages"), sh.JSON)
     await slack.post(sh.app_home_opened(user="U0STRANGER", event_id="Ev0HOME003"), sh.JSON)
