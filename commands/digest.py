@@ -210,7 +210,7 @@ def _sections(ctx: Context, numbers: dict[str, Any], team: Team | None) -> list[
         + (f" (target {_pct(target)})" if target is not None else "")
         + f"; {money(s['pipeline_value'])} pipeline",
         f"Open breaches: {labels.count_of(s['open_breaches'], 'lead')} past the first-touch deadline "
-        "with no touch",
+        "with no touch" if s["open_breaches"] else "Open breaches: none",
     ]
     breaches = numbers["breaches"]
     listed = [
