@@ -43,7 +43,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
 from commands import labels
-from commands.context import Context
+from commands.context import Context, team_channel
 from commands.leads import add_event, assign, lead_clock, notify_person, queue_card, rep_loads, resolve_person
 from sla.agreement import Nudge, Team
 from sla.clock import as_utc
@@ -52,7 +52,7 @@ from sla.lifecycle import Action, Refused, Role, State, next_state
 from sla.routing import choose_rep
 from storage.db import affected
 from storage.sweep import due_lead_ids
-from storage.tables import Lead, RoutingCursor
+from storage.tables import Lead, MessageRef, OutboxMessage, RoutingCursor
 
 __all__ = ["CLOSE_GRACE", "NO_PLATFORM", "SweepReport", "due_lead_ids", "next_check", "sweep"]
 
@@ -80,6 +80,7 @@ class SweepReport:
     notifications: int = 0       # people notified (each is one DM per enabled platform)
     deferred: int = 0            # due, but business hours are closed: waiting for the next opening
     no_platform: int = 0         # due, but no chat platform is configured: waiting, nothing fired
+    shown_late: int = 0          # routed while no platform was on: card queued now, owner's window restarted
     skipped: int = 0             # another worker had it, or it stopped being due
     more: bool = False           # the limit was reached: more leads are due
     errors: list[str] = field(default_factory=list)
@@ -92,6 +93,9 @@ class SweepReport:
                  f"business hours, {self.skipped} skipped"]
         if self.no_platform:
             lines.append(f"sweep: {self.no_platform} lead(s) due are waiting: {NO_PLATFORM}")
+        if self.shown_late:
+            lines.append(f"sweep: {self.shown_late} card(s) of leads routed while no chat platform was on are "
+                         "posted now, each owner with a fresh first-touch window")
         if self.more:
             lines.append("sweep: limit reached, more leads are due (the next tick continues)")
         lines += [f"sweep error: {error}" for error in self.errors]
@@ -140,7 +144,7 @@ def sweep(ctx: Context, *, now: datetime, limit: int = 1000) -> SweepReport:
 
 def _merge(into: SweepReport, part: SweepReport) -> None:
     for name in ("nudges", "reassigned", "claim_timeouts", "cadence_reminders", "cadence_warnings",
-                 "notifications", "deferred", "skipped"):
+                 "notifications", "deferred", "skipped", "shown_late"):
         setattr(into, name, getattr(into, name) + getattr(part, name))
 
 
@@ -158,6 +162,10 @@ def _sweep_lead(ctx: Context, lead_id: int, now: datetime, report: SweepReport) 
             return
         if not (lead.tier and lead.owner_since and lead.routed_at):
             lead.next_check_at = None    # nothing the engine can time
+            return
+        if _shown_late(session, ctx, lead, now):
+            report.shown_late += 1
+            lead.next_check_at = next_check(ctx, lead)
             return
         for _ in range(_MAX_STEPS_PER_LEAD):
             due = ctx.clocks.next_due(lead_clock(lead))
@@ -206,6 +214,44 @@ def _may_fire(ctx: Context, due: Due, now: datetime) -> bool:
 
 def _nudge(ctx: Context, step: int) -> Nudge:
     return ctx.agreement.nudges[step]
+
+
+# --- leads nobody could see ----------------------------------------------------------------------
+
+
+def _never_shown(session: Session, lead: Lead) -> bool:
+    """No card was ever queued or posted for this lead, on any platform."""
+    queued = session.execute(select(OutboxMessage.id).where(
+        col(OutboxMessage.lead_id) == lead.id, col(OutboxMessage.kind) == "card").limit(1)).first()
+    posted = session.execute(select(MessageRef.id).where(col(MessageRef.lead_id) == lead.id).limit(1)).first()
+    return queued is None and posted is None
+
+
+def _shown_late(session: Session, ctx: Context, lead: Lead, now: datetime) -> bool:
+    """A lead routed while no chat platform was on, untouched since: nobody has seen it, so the
+    engine must not nudge, escalate or reassign it for a window its owner never had. Its card is
+    queued now and the owner gets a fresh first-touch window from now, as a reassigned owner does;
+    `sla_due`, the agreement's deadline the numbers count, stays as it was."""
+    if (not lead.workable or lead.attempts or lead.claimed_at is not None or lead.nudge_steps_done
+            or not _never_shown(session, lead)):
+        return False
+    team = ctx.agreement.team(lead.team or "")
+    if team is None or not any(team_channel(session, ctx.agreement, team=team, platform=platform)
+                               for platform in ctx.platforms):
+        return False        # no channel to show it in: the ladder goes on as it would (a manager hears)
+    assert lead.tier is not None
+    _claim(session, lead, [*_untouched_guard(lead), col(Lead.version) == lead.version],
+           version=lead.version + 1, owner_since=now, nudge_steps_done=0,
+           first_touch_due=ctx.clocks.first_touch_due(lead.tier, now), claim_due=ctx.clocks.claim_due(now))
+    queue_card(session, ctx, lead, now)
+    add_event(session, lead, at=now, actor="system", type="card_late",
+              reason="routed while no chat platform was configured: card posted now, fresh first-touch window")
+    if lead.owner:
+        notify_person(session, ctx, person_key=f"rep:{lead.owner}", now=now, lead_id=lead.id,
+                      dedupe=f"assigned:{lead.id}:{lead.owner_seq}:late",
+                      text=f"{_lead_words(lead)} is yours: it came in while slabot had no chat platform, so "
+                           f"its card is posted only now. First touch due {_local(ctx, lead.first_touch_due or now)}.")
+    return True
 
 
 # --- steps ---------------------------------------------------------------------------------------

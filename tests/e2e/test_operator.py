@@ -369,9 +369,22 @@ def test_without_a_platform_nothing_is_reassigned_or_recorded_as_sent(
         kinds = [e.type for e in session.execute(select(LeadEvent).where(col(LeadEvent.lead_id) == stored.id))
                  .scalars()]
         assert kinds == ["received", "routed"]
-    # Once a platform is on, the lead is still due: the ladder fires then.
+    # Once a platform is on, the card nobody saw is posted and its owner gets a fresh window
+    # (not an instant escalation for a window they never had); then the ladder runs as usual.
     on = Context(db=db, agreement=agreement, clock=clock, platforms=("console",))
-    assert sweep(on, now=local(2026, 11, 25, 11, 0)).nudges >= 1
+    turned_on = local(2026, 11, 25, 11, 0)
+    report = sweep(on, now=turned_on)
+    assert (report.shown_late, report.nudges, report.reassigned, report.claim_timeouts) == (1, 0, 0, 0)
+    assert any("posted now" in line for line in report.lines())
+    with db.read() as session:
+        stored = session.get(Lead, result.lead.id)
+        assert stored is not None and stored.owner == owner and stored.owner_since == turned_on
+        assert stored.sla_due == result.lead.sla_due                    # the agreement's deadline stays
+        assert stored.first_touch_due is not None and stored.first_touch_due > turned_on
+        rows = session.execute(select(OutboxMessage).order_by(col(OutboxMessage.id))).scalars().all()
+        assert [(r.kind, r.platform) for r in rows] == [("card", "console"), ("dm", "console")]
+    assert sweep(on, now=turned_on).due == 0                           # nothing more until the new window
+    assert sweep(on, now=turned_on + timedelta(days=2)).nudges >= 1    # then the ladder, as for anyone
 
 
 def test_digest_send_without_a_platform_says_so_and_records_nothing(tmp_path: Path) -> None:
