@@ -27,6 +27,10 @@ Rules where DESIGN 2.5-2.6 leave room (what a user expects):
   every available rep has had it, the lead stays with its owner: a claim timeout tells the manager
   once and stops rotating, an escalation still notifies and ends the ladder. A manager can still
   reassign by hand (which may return the lead to an earlier owner, DESIGN 2.3).
+- No chat platform at all: nothing fires (no nudge, escalation, claim timeout or reassignment would
+  reach anyone); due leads wait, and the log says why once. A lead routed then, untouched, gets its
+  card when a platform comes on and its owner a fresh first-touch window from then (`sla_due`, the
+  agreement's deadline the numbers count, stays): nobody is escalated for a window nobody could see.
 - Plain nudges and cadence reminders do not change the card, so they do not bump the lead's version
   (a rep's click on the card stays valid); a reassignment does, and queues the card update.
 """
