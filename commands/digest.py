@@ -32,7 +32,6 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
@@ -41,9 +40,9 @@ from commands.context import Context, dm_target, team_channel
 from sla.agreement import WEEKDAYS, Team
 from sla.clock import as_utc
 from sla.metrics import elapsed_fraction
-from storage.metrics import status
+from storage.metrics import cumulative_workable, status
 from storage.outbox import enqueue
-from storage.tables import JobRun, Lead
+from storage.tables import JobRun
 
 __all__ = [
     "BREACHES_SHOWN",
@@ -136,16 +135,9 @@ def digest_chart(session: Session, ctx: Context, *, as_of: datetime, team: str |
     begun = [d for d in days if d <= today]
     # Each day's point counts leads handed off before its end (or at/before as_of for today).
     bounds = [calendar.day_bounds(d)[1] for d in begun[:-1]]
-    handed = col(Lead.handed_off_at)
-    columns: list[sa.ColumnElement[Any]] = [
-        sa.func.coalesce(sa.func.sum(sa.case((handed < b, 1), else_=0)), 0) for b in bounds]
-    columns.append(sa.func.count())
-    in_scope = [col(Lead.team) == team] if team else []
-    row = session.execute(
-        sa.select(*columns).where(col(Lead.workable).is_(sa.true()), handed >= start, handed <= as_of,
-                                  *in_scope)
-    ).one()
-    return days, [int(v) for v in row], goal
+    actual = cumulative_workable(session, agreement=ctx.agreement, start=start, ends=bounds, as_of=as_of,
+                                 scope=f"team:{team}" if team else "all")
+    return days, actual, goal
 
 
 def _pct(value: float | None) -> str:

@@ -1,10 +1,18 @@
 """The SQL metric aggregations of DESIGN.md 2.7, shared by the digest, `/sla status` and the API.
 
 Every number is a COUNT/SUM (with CASE) over the lead table, filtered on indexed instants
-(`handed_off_at`, `routed_at`, `is_open`, `owner`/`team`), so the cost of a report follows the
-volume of its period, not the size of the history. Percentiles fetch only the period's column
-values (already ordered by the database) and interpolate in Python with `sla.metrics.percentile`,
-which gives identical results on SQLite and PostgreSQL.
+(`handed_off_at`, `routed_at`, `is_open`, and one local day of `first_touch_at`, `opportunity_at`,
+`sla_due` or `closed_at`), so the cost of a report follows the volume of its period, not the size
+of the history. Percentiles fetch only the period's column values and interpolate in Python with
+`sla.metrics.percentile`, which gives identical results on SQLite and PostgreSQL.
+
+Why it is fast (1,000,000 leads of history, ~40,000 a month): the month's leads are read from two
+covering indexes (`ix_lead_handoff_metrics`, `ix_lead_routed_metrics`, see storage/tables.py) that
+hold every column these aggregations use, never from the wide lead rows; `status()` reads the
+month's handed-off leads in one grouped scan (Marketing, the closed-loop segments and the rejected
+leads all come from it) and the Sales cohort in another (the closed-loop split by first touch is
+folded from the same counts); "yesterday" and the past breach list read one day's range of their
+own instant. No rollup table: every number is still computed from the lead rows as of `as_of`.
 
 Definitions (DESIGN.md 2.7, with the choices it leaves open made explicit):
 
@@ -71,6 +79,8 @@ Definitions (DESIGN.md 2.7, with the choices it leaves open made explicit):
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -91,7 +101,6 @@ from sla.metrics import (
     minutes,
     money,
     pace,
-    percentile,
     projection,
     ratio,
 )
@@ -104,6 +113,7 @@ __all__ = [
     "Scope",
     "capacity",
     "closed_loop",
+    "cumulative_workable",
     "open_breaches",
     "parse_scope",
     "period_of",
@@ -117,8 +127,9 @@ __all__ = [
 #: cost at about two months of volume. A lead routed earlier that was closed, first touched or made
 #: an opportunity after it is missed by the past-`as_of` breach list and by yesterday's highlights.
 LOOKBACK: Final = timedelta(days=62)
-#: The indexed column that finds a query's rows (see Scope.where).
-Driver = Literal["handed_off_at", "routed_at", "is_open"]
+#: What finds a query's rows (see Scope.where): a range of an indexed instant, `is_open`, or
+#: ("day") one local day of `first_touch_at`, `opportunity_at`, `sla_due` or `closed_at`.
+Driver = Literal["handed_off_at", "routed_at", "is_open", "day"]
 #: The key used for a missing source, offer or reason in the by-key dictionaries.
 UNKNOWN: Final = "unknown"
 #: How many open breaches `status` lists (the count is always complete).
@@ -152,16 +163,15 @@ class Scope:
         """The scope's filter for a query whose rows are found through the index of `driven_by`.
 
         The team or owner test is written so that no index can serve it (``team || ''``) unless an
-        index leads with it and the query's own range: ``(team, handed_off_at)`` for queries over
-        handed-off leads, ``(owner, is_open)`` for open leads. Otherwise SQLite's planner (with no
-        ANALYZE statistics) would walk the team's or rep's whole history through that index
-        instead of the period's range of ``routed_at``/``handed_off_at``.
+        index leads with it and the query's own driver: ``(owner, is_open)`` for open leads.
+        Otherwise SQLite's planner (with no ANALYZE statistics) would walk the team's or rep's
+        whole history through that index instead of the period's range, and a month's query would
+        leave the covering index (which holds `team` and `owner`) for table lookups.
         """
         if self.kind == "all":
             return []
         column = col(Lead.team) if self.kind == "team" else col(Lead.owner)
-        indexed = (driven_by == "handed_off_at" and self.kind == "team") or (
-            driven_by == "is_open" and self.kind == "rep")
+        indexed = driven_by == "is_open" and self.kind == "rep"
         return [column == self.key if indexed else column.concat("") == self.key]
 
 
@@ -230,8 +240,12 @@ def status(session: Session, *, agreement: Agreement, calendar: BusinessCalendar
     """
     where = parse_scope(agreement, scope)
     period = period_of(calendar, as_of)
-    marketing = _marketing(session, agreement, period, where)
-    sales = _sales(session, agreement, period, where, workable_mtd=marketing["workable"],
+    # One scan of the month's handed-off leads serves Marketing, the closed loop and the rejected
+    # leads; one scan of the Sales cohort serves Sales and the closed loop's first-touch split.
+    handed = _handoff_groups(session, period.start, period.as_of, where)
+    cohort = _cohort_counts(session, agreement, period, where)
+    marketing = _marketing(agreement, period, where, handed)
+    sales = _sales(session, agreement, period, where, cohort, workable_mtd=marketing["workable"],
                    opportunities=marketing.pop("_opportunities"), pipeline=marketing.pop("_pipeline"))
     breach_counts = _breach_counts(session, period.as_of, where)
     sales["open_breaches"] = sum(breach_counts.values())
@@ -245,45 +259,83 @@ def status(session: Session, *, agreement: Agreement, calendar: BusinessCalendar
         "sales": sales,
         "breaches": open_breaches(session, agreement=agreement, calendar=calendar, as_of=period.as_of,
                                   scope=scope, limit=BREACH_LIST_LIMIT),
-        "closed_loop": closed_loop(session, agreement=agreement, calendar=calendar, as_of=period.as_of,
-                                   scope=scope),
+        "closed_loop": _closed_loop_of(period.start, handed, sum(cohort.values(), _CohortCounts())),
         "capacity": capacity(session, agreement=agreement, calendar=calendar, as_of=period.as_of,
                              scope=scope),
-        "rejected": rejected_by_reason(session, agreement=agreement, calendar=calendar,
-                                       as_of=period.as_of, scope=scope),
+        "rejected": _rejected_of([(g.rejected, g.source, g.leads) for g in handed if g.rejected is not None]),
         "yesterday": yesterday(session, agreement=agreement, calendar=calendar, as_of=period.as_of,
                                scope=scope),
     }
 
 
-def _marketing(session: Session, agreement: Agreement, period: Period, scope: Scope) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _HandoffGroup:
+    """The counts of one (source, offer, owner, rejection reason) group of handed-off leads."""
+
+    source: str | None
+    offer: str | None
+    owner: str | None
+    #: The reason Sales disqualified these leads by `as_of` (None: not rejected by then).
+    rejected: str | None
+    leads: int
+    workable: int
+    value: float                 # over workable leads
+    opportunities: int           # workable leads with an opportunity by as_of
+    pipeline: float              # their opportunity amounts
+    any_opportunities: int       # any lead (workable or not) with an opportunity by as_of
+    won: int
+    bookings: float
+
+
+def _handoff_groups(session: Session, start: datetime, as_of: datetime, scope: Scope) -> list[_HandoffGroup]:
+    """The leads handed off in ``[start, as_of]``, counted per (source, offer, owner, rejection
+    reason by `as_of`): one scan of the covering index `ix_lead_handoff_metrics`, a few hundred
+    groups at most, folded by `_marketing`, `_closed_loop_of` and `_rejected_of`."""
     workable = _workable()
-    opportunity = sa.and_(workable, col(Lead.opportunity_at) <= period.as_of)
-    rows = session.execute(
+    opportunity = col(Lead.opportunity_at) <= as_of
+    workable_opportunity = sa.and_(workable, opportunity)
+    won = col(Lead.won_at) <= as_of
+    rejected = sa.case((sa.and_(col(Lead.disqualify_reason).is_not(None), col(Lead.closed_at) <= as_of),
+                        col(Lead.disqualify_reason)), else_=sa.null()).label("rejected")
+    rows = _run(session,
         sa.select(
-            col(Lead.source), col(Lead.offer), col(Lead.owner),
+            col(Lead.source), col(Lead.offer), col(Lead.owner), rejected,
             sa.func.count().label("leads"),
             _count_if(workable).label("workable"),
             _sum(sa.case((workable, col(Lead.value)), else_=0.0)).label("value"),
-            _count_if(opportunity).label("opportunities"),
-            _sum(sa.case((opportunity, col(Lead.opportunity_amount)), else_=0.0)).label("pipeline"),
+            _count_if(workable_opportunity).label("opportunities"),
+            _sum(sa.case((workable_opportunity, col(Lead.opportunity_amount)), else_=0.0)).label("pipeline"),
+            _count_if(opportunity).label("any_opportunities"),
+            _count_if(won).label("won"),
+            _sum(sa.case((won, col(Lead.bookings)), else_=0.0)).label("bookings"),
         )
-        .where(*_handed_off_between(period.start, period.as_of), *scope.where(driven_by="handed_off_at"))
-        .group_by(col(Lead.source), col(Lead.offer), col(Lead.owner))
+        .where(*_handed_off_between(start, as_of), *scope.where(driven_by="handed_off_at"))
+        .group_by(col(Lead.source), col(Lead.offer), col(Lead.owner), rejected)
     ).all()
-    # One row per (source, offer, owner): a handful of groups, folded here.
+    return [
+        _HandoffGroup(source=row.source, offer=row.offer, owner=row.owner, rejected=row.rejected,
+                      leads=int(row.leads), workable=int(row.workable), value=float(row.value),
+                      opportunities=int(row.opportunities), pipeline=float(row.pipeline),
+                      any_opportunities=int(row.any_opportunities), won=int(row.won),
+                      bookings=float(row.bookings))
+        for row in rows
+    ]
+
+
+def _marketing(agreement: Agreement, period: Period, scope: Scope,
+               groups: Sequence[_HandoffGroup]) -> dict[str, Any]:
     leads = n_workable = opportunities = 0
     value = pipeline = 0.0
     by_source: dict[str, int] = {}
     by_offer: dict[str, int] = {}
     per_rep: dict[str, int] = {r.key: 0 for r in scope.reps}
-    for row in rows:
-        count = int(row.workable)
-        leads += int(row.leads)
+    for row in groups:
+        count = row.workable
+        leads += row.leads
         n_workable += count
-        value += float(row.value)
-        opportunities += int(row.opportunities)
-        pipeline += float(row.pipeline)
+        value += row.value
+        opportunities += row.opportunities
+        pipeline += row.pipeline
         if count:
             _add(by_source, row.source or UNKNOWN, count)
             _add(by_offer, row.offer or UNKNOWN, count)
@@ -316,18 +368,20 @@ def _marketing(session: Session, agreement: Agreement, period: Period, scope: Sc
     }
 
 
-def _sales(session: Session, agreement: Agreement, period: Period, scope: Scope, *, workable_mtd: int,
-           opportunities: int, pipeline: float) -> dict[str, Any]:
-    per_owner = _cohort_counts(session, agreement, period, scope)
+def _sales(session: Session, agreement: Agreement, period: Period, scope: Scope,
+           per_owner: dict[str | None, _CohortCounts], *, workable_mtd: int, opportunities: int,
+           pipeline: float) -> dict[str, Any]:
     total = _CohortCounts()
     for counts in per_owner.values():
         total += counts
     cohort = _cohort(period)
     touched = _touched(period.as_of)
     in_scope = scope.where(driven_by="routed_at")
-    speeds = _ordered_values(session, col(Lead.speed_to_lead_min), [*cohort, touched, *in_scope])
-    delays = _ordered_values(session, col(Lead.system_delay_s),
-                             [*cohort, col(Lead.card_posted_at) <= period.as_of, *in_scope])
+    speed_p50, speed_p90 = _percentiles(session, col(Lead.speed_to_lead_min), [*cohort, touched, *in_scope],
+                                        (0.5, 0.9))
+    delay_p50, delay_p95 = _percentiles(session, col(Lead.system_delay_s),
+                                        [*cohort, col(Lead.card_posted_at) <= period.as_of, *in_scope],
+                                        (0.5, 0.95))
     per_rep: dict[str, dict[str, Any]] = {r.key: _CohortCounts().rates() for r in scope.reps}
     for owner, counts in per_owner.items():
         if owner is not None:
@@ -338,10 +392,10 @@ def _sales(session: Session, agreement: Agreement, period: Period, scope: Scope,
         "worked_pct": fraction(total.worked, total.cohort),
         "within_sla": total.met,
         "within_sla_pct": fraction(total.met, total.cohort),
-        "speed_to_lead_p50": minutes(percentile(speeds, 0.5)),
-        "speed_to_lead_p90": minutes(percentile(speeds, 0.9)),
-        "system_delay_p50_s": minutes(percentile(delays, 0.5)),
-        "system_delay_p95_s": minutes(percentile(delays, 0.95)),
+        "speed_to_lead_p50": minutes(speed_p50),
+        "speed_to_lead_p90": minutes(speed_p90),
+        "system_delay_p50_s": minutes(delay_p50),
+        "system_delay_p95_s": minutes(delay_p95),
         "attempts": total.attempts,
         "attempts_per_lead": _per_lead(total.attempts, total.cohort),
         "recycled": total.recycled,
@@ -377,6 +431,12 @@ class _CohortCounts:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         return self
 
+    def __add__(self, other: _CohortCounts) -> _CohortCounts:
+        total = _CohortCounts()
+        total += self
+        total += other
+        return total
+
     def rates(self) -> dict[str, Any]:
         return {
             "cohort": self.cohort,
@@ -391,15 +451,20 @@ class _CohortCounts:
 
 def _cohort_counts(session: Session, agreement: Agreement, period: Period,
                    scope: Scope) -> dict[str | None, _CohortCounts]:
-    """The Sales cohort's counts, one row per current owner (summed by the caller)."""
+    """The Sales cohort's counts, one row per current owner (summed by the caller).
+
+    Two parts, so that no sort is needed for the grouping: the scope's reps through the covering
+    index `ix_lead_owner_routed_metrics` (owner, routed_at, ...), one range of `routed_at` per rep,
+    already in owner order; and every other owner (none, or one the agreement no longer lists for
+    the scope) through `ix_lead_routed_metrics`. Together they are exactly the scope's cohort."""
     as_of = period.as_of
     touched = _touched(as_of)
     met = _met(as_of)
     attempts = _attempts_as_of(as_of)
     recycled = sa.and_(col(Lead.state) == State.RECYCLED.value, col(Lead.closed_at) <= as_of)
     opportunity = col(Lead.opportunity_at) <= as_of
-    rows = session.execute(
-        sa.select(
+    def counts(*owners: ColumnElement[bool]) -> Any:
+        return _run(session, sa.select(
             col(Lead.owner),
             sa.func.count().label("cohort"),
             _count_if(touched).label("worked"),
@@ -410,10 +475,11 @@ def _cohort_counts(session: Session, agreement: Agreement, period: Period,
             _count_if(sa.and_(recycled, attempts >= _required_attempts(agreement))).label("cadence_met"),
             _count_if(sa.and_(met, opportunity)).label("opportunities_met"),
             _count_if(sa.and_(sa.not_(met), opportunity)).label("opportunities_missed"),
-        )
-        .where(*_cohort(period), *scope.where(driven_by="routed_at"))
-        .group_by(col(Lead.owner))
-    ).all()
+        ).where(*owners, *_cohort(period), *scope.where(driven_by="routed_at")).group_by(col(Lead.owner))).all()
+
+    reps = [r.key for r in scope.reps]
+    rows = [*(counts(col(Lead.owner).in_(reps)) if reps else []),
+            *counts(sa.or_(col(Lead.owner).is_(None), col(Lead.owner).not_in(reps)) if reps else sa.true())]
     return {
         row.owner: _CohortCounts(
             cohort=int(row.cohort), worked=int(row.worked), met=int(row.met),
@@ -427,32 +493,36 @@ def _cohort_counts(session: Session, agreement: Agreement, period: Period,
 # --- open breaches -------------------------------------------------------------------------
 
 
-def _breach_selects(as_of: datetime, scope: Scope,
-                    columns: Sequence[Any]) -> tuple[sa.Select[Any], sa.Select[Any]]:
-    """Two indexed halves: leads still open (via `is_open`), and leads closed since `as_of` that
-    were routed within LOOKBACK (via `routed_at`). One OR would make the planners scan history.
+def _breach_selects(as_of: datetime, scope: Scope, columns: Sequence[Any]) -> tuple[sa.Select[Any], ...]:
+    """Three indexed parts: open leads never touched and open leads first touched after `as_of`
+    (both through `ix_lead_open_first_touch`, so only untouched open leads are read, not every
+    open lead), and leads closed since `as_of` that were routed within LOOKBACK (through
+    `closed_at`). One OR would make the planners scan history.
 
-    The halves cannot overlap: `closed_at` is set when a lead closes and a closed lead never
-    reopens, so an open lead has no `closed_at`. (The second half does not test `is_open`, or
-    SQLite would walk every closed lead through the `is_open` index.)"""
-    common = [
-        _workable(),
-        col(Lead.routed_at) <= as_of,
-        col(Lead.sla_due) < as_of,
-        sa.or_(col(Lead.first_touch_at).is_(None), col(Lead.first_touch_at) > as_of),
-    ]
-    still_open = sa.select(*columns).where(col(Lead.is_open) == sa.true(), *common,
-                                           *scope.where(driven_by="is_open"))
+    The parts cannot overlap: `first_touch_at` is NULL in the first and set in the second, and
+    `closed_at` is set when a lead closes and a closed lead never reopens, so an open lead has no
+    `closed_at`. (The third part does not test `is_open`, or SQLite would walk every closed lead
+    through the `is_open` index; its `routed_at` bounds are not indexable, or the planner could
+    prefer a two-month range of `routed_at` to the few leads closed since `as_of`.)"""
+    common = [_workable(), _unindexed(col(Lead.routed_at)) <= as_of]
+    open_untouched = sa.select(*columns).where(
+        col(Lead.is_open) == sa.true(), col(Lead.first_touch_at).is_(None), col(Lead.sla_due) < as_of,
+        *common, *scope.where(driven_by="is_open"))
+    open_touched_later = sa.select(*columns).where(
+        col(Lead.is_open) == sa.true(), col(Lead.first_touch_at) > as_of, col(Lead.sla_due) < as_of,
+        *common, *scope.where(driven_by="is_open"))
     closed_since = sa.select(*columns).where(
-        col(Lead.closed_at) > as_of, col(Lead.routed_at) >= as_of - LOOKBACK, *common,
-        *scope.where(driven_by="routed_at"))
-    return still_open, closed_since
+        col(Lead.closed_at) > as_of, _unindexed(col(Lead.routed_at)) >= as_of - LOOKBACK,
+        _unindexed(col(Lead.sla_due)) < as_of, *common,
+        sa.or_(col(Lead.first_touch_at).is_(None), col(Lead.first_touch_at) > as_of),
+        *scope.where(driven_by="day"))
+    return open_untouched, open_touched_later, closed_since
 
 
 def _breach_counts(session: Session, as_of: datetime, scope: Scope) -> dict[str | None, int]:
-    halves = sa.union_all(*_breach_selects(as_of, scope, [col(Lead.owner)])).subquery()
-    rows = session.execute(
-        sa.select(halves.c.owner, sa.func.count()).group_by(halves.c.owner)
+    parts = sa.union_all(*_breach_selects(as_of, scope, [col(Lead.owner)])).subquery()
+    rows = _run(session,
+        sa.select(parts.c.owner, sa.func.count()).group_by(parts.c.owner)
     ).all()
     return {owner: int(count) for owner, count in rows}
 
@@ -470,12 +540,14 @@ def open_breaches(session: Session, *, agreement: Agreement, calendar: BusinessC
     as_of = _utc(as_of)
     columns = [col(Lead.id), col(Lead.name), col(Lead.company), col(Lead.owner), col(Lead.team),
                col(Lead.tier), col(Lead.sla_due), col(Lead.first_touch_due)]
-    halves = sa.union_all(*_breach_selects(as_of, where, columns)).subquery()
-    query = sa.select(halves).order_by(halves.c.sla_due, halves.c.id)
+    parts = sa.union_all(*_breach_selects(as_of, where, columns)).subquery()
+    # Sorted after the union (_unindexed): ordered parts would let SQLite walk all of `sla_due`'s
+    # index in order to stop at the limit, instead of reading the few breached leads.
+    query = sa.select(parts).order_by(_unindexed(parts.c.sla_due), parts.c.id)
     if limit is not None:
         query = query.limit(limit)
     found = []
-    for row in session.execute(query).all():
+    for row in _run(session, query).all():
         owner = agreement.rep(row.owner) if row.owner else None
         found.append({
             "lead_id": row.id, "name": row.name, "company": row.company, "owner": row.owner,
@@ -504,32 +576,12 @@ def closed_loop(session: Session, *, agreement: Agreement, calendar: BusinessCal
     period = period_of(calendar, as_of)
     begin = period.start if start is None else _utc(start)
     as_of = period.as_of
-    won = col(Lead.won_at) <= as_of
-    rows = session.execute(
-        sa.select(
-            col(Lead.source), col(Lead.offer),
-            sa.func.count().label("leads"),
-            _count_if(_workable()).label("workable"),
-            _count_if(col(Lead.opportunity_at) <= as_of).label("opportunities"),
-            _count_if(won).label("won"),
-            _sum(sa.case((won, col(Lead.bookings)), else_=0.0)).label("bookings"),
-        )
-        .where(*_handed_off_between(begin, as_of), *where.where(driven_by="handed_off_at"))
-        .group_by(col(Lead.source), col(Lead.offer))
-    ).all()
-    segments = [
-        {"source": row.source, "offer": row.offer, "leads": int(row.leads), "workable": int(row.workable),
-         "opportunities": int(row.opportunities), "won": int(row.won), "bookings": money(row.bookings),
-         "value_per_lead": money(float(row.bookings) / int(row.leads))}
-        for row in rows
-    ]
-    segments.sort(key=lambda s: (-s["leads"], s["source"] or "", s["offer"] or ""))
-
+    groups = _handoff_groups(session, begin, as_of, where)
     span = Period(start=begin, end=period.end, as_of=as_of, business_elapsed=period.business_elapsed,
                   business_total=period.business_total)
     met = _met(as_of)
     opportunity = col(Lead.opportunity_at) <= as_of
-    split = session.execute(
+    split = _run(session,
         sa.select(
             sa.func.count().label("cohort"),
             _count_if(met).label("met"),
@@ -537,14 +589,36 @@ def closed_loop(session: Session, *, agreement: Agreement, calendar: BusinessCal
             _count_if(sa.and_(sa.not_(met), opportunity)).label("missed_opportunities"),
         ).where(*_cohort(span), *where.where(driven_by="routed_at"))
     ).one()
-    missed = int(split.cohort) - int(split.met)
+    return _closed_loop_of(begin, groups, _CohortCounts(
+        cohort=int(split.cohort), met=int(split.met), opportunities_met=int(split.met_opportunities),
+        opportunities_missed=int(split.missed_opportunities)))
+
+
+def _closed_loop_of(begin: datetime, groups: Sequence[_HandoffGroup], cohort: _CohortCounts) -> dict[str, Any]:
+    """`closed_loop`'s answer from the handed-off groups and the cohort's first-touch split."""
+    by_segment: dict[tuple[str | None, str | None], list[Any]] = {}
+    for g in groups:
+        totals = by_segment.setdefault((g.source, g.offer), [0, 0, 0, 0, 0.0])
+        totals[0] += g.leads
+        totals[1] += g.workable
+        totals[2] += g.any_opportunities
+        totals[3] += g.won
+        totals[4] += g.bookings
+    segments = [
+        {"source": source, "offer": offer, "leads": leads, "workable": workable,
+         "opportunities": opportunities, "won": won, "bookings": money(bookings),
+         "value_per_lead": money(float(bookings) / leads)}
+        for (source, offer), (leads, workable, opportunities, won, bookings) in by_segment.items()
+    ]
+    segments.sort(key=lambda s: (-s["leads"], s["source"] or "", s["offer"] or ""))
+    missed = cohort.cohort - cohort.met
     return {
         "start": _iso(begin),
         "segments": segments,
-        "first_touch_met_leads": int(split.met),
+        "first_touch_met_leads": cohort.met,
         "first_touch_missed_leads": missed,
-        "opportunity_rate_first_touch_met": fraction(int(split.met_opportunities), int(split.met)),
-        "opportunity_rate_first_touch_missed": fraction(int(split.missed_opportunities), missed),
+        "opportunity_rate_first_touch_met": fraction(cohort.opportunities_met, cohort.met),
+        "opportunity_rate_first_touch_missed": fraction(cohort.opportunities_missed, missed),
     }
 
 
@@ -559,7 +633,7 @@ def capacity(session: Session, *, agreement: Agreement, calendar: BusinessCalend
     where = parse_scope(agreement, scope)
     as_of = _utc(as_of)
     week_start, week_end = calendar.week_bounds(as_of)
-    rows = session.execute(
+    rows = _run(session,
         sa.select(col(Lead.owner), sa.func.count())
         .where(_workable(), col(Lead.routed_at) >= week_start, col(Lead.routed_at) <= as_of,
                *where.where(driven_by="routed_at"))
@@ -592,21 +666,26 @@ def rejected_by_reason(session: Session, *, agreement: Agreement, calendar: Busi
     """
     where = parse_scope(agreement, scope)
     period = period_of(calendar, as_of)
-    rows = session.execute(
+    rows = _run(session,
         sa.select(col(Lead.disqualify_reason), col(Lead.source), sa.func.count().label("n"))
         .where(*_handed_off_between(period.start, period.as_of), col(Lead.disqualify_reason).is_not(None),
                col(Lead.closed_at) <= period.as_of, *where.where(driven_by="handed_off_at"))
         .group_by(col(Lead.disqualify_reason), col(Lead.source))
     ).all()
+    return _rejected_of([(row.disqualify_reason, row.source, int(row.n)) for row in rows])
+
+
+def _rejected_of(counts: Iterable[tuple[str | None, str | None, int]]) -> dict[str, Any]:
+    """`rejected_by_reason`'s answer from (reason, source, leads) counts (a pair may repeat)."""
     by_reason: dict[str, int] = {}
     by_source: dict[str, int] = {}
-    triples: list[tuple[int, str, str]] = []
-    for row in rows:
-        reason, source, count = row.disqualify_reason or UNKNOWN, row.source or UNKNOWN, int(row.n)
-        _add(by_reason, reason, count)
-        _add(by_source, source, count)
-        triples.append((count, reason, source))
-    triples.sort(key=lambda t: (-t[0], t[1], t[2]))
+    by_pair: dict[tuple[str | None, str | None], int] = {}      # as the database groups them
+    for reason, source, count in counts:
+        _add(by_reason, reason or UNKNOWN, count)
+        _add(by_source, source or UNKNOWN, count)
+        by_pair[reason, source] = by_pair.get((reason, source), 0) + count
+    triples = sorted(((n, r or UNKNOWN, s or UNKNOWN) for (r, s), n in by_pair.items()),
+                     key=lambda t: (-t[0], t[1], t[2]))
     return {"total": sum(by_reason.values()), "by_reason": _sorted_counts(by_reason),
             "by_source": _sorted_counts(by_source),
             "rows": [{"reason": r, "source": s, "count": n} for n, r, s in triples]}
@@ -628,31 +707,36 @@ def yesterday(session: Session, *, agreement: Agreement, calendar: BusinessCalen
     day_start, day_end = calendar.day_bounds(day)
     horizon = day_start - LOOKBACK
     until = min(day_end, as_of + timedelta(microseconds=1))   # [day_start, until): up to as_of
-    by_handoff, by_routing = where.where(driven_by="handed_off_at"), where.where(driven_by="routed_at")
+    by_day = where.where(driven_by="day")
+    # Each query reads the day's range of its own instant (an index each); the LOOKBACK bounds of
+    # `routed_at`/`handed_off_at` only filter, through _unindexed, or the planner could prefer
+    # their two months' range.
+    routed, handed_off = _unindexed(col(Lead.routed_at)), _unindexed(col(Lead.handed_off_at))
 
-    handed = session.execute(
+    handed = _run(session,
         sa.select(sa.func.count().label("leads"), _count_if(_workable()).label("workable"))
-        .where(col(Lead.handed_off_at) >= day_start, col(Lead.handed_off_at) < until, *by_handoff)
+        .where(col(Lead.handed_off_at) >= day_start, col(Lead.handed_off_at) < until,
+               *where.where(driven_by="handed_off_at"))
     ).one()
-    touches = session.execute(
+    touches = _run(session,
         sa.select(sa.func.count().label("n"),
                   _count_if(col(Lead.first_touch_met).is_(sa.true())).label("met"))
-        .where(col(Lead.routed_at) >= horizon, col(Lead.routed_at) < until,
-               col(Lead.first_touch_at) >= day_start, col(Lead.first_touch_at) < until, *by_routing)
+        .where(routed >= horizon, routed < until,
+               col(Lead.first_touch_at) >= day_start, col(Lead.first_touch_at) < until, *by_day)
     ).one()
-    opportunities = session.execute(
+    opportunities = _run(session,
         sa.select(sa.func.count().label("n"), _sum(sa.func.coalesce(col(Lead.opportunity_amount), 0.0))
                   .label("amount"))
-        .where(col(Lead.handed_off_at) >= horizon, col(Lead.handed_off_at) < until,
-               col(Lead.opportunity_at) >= day_start, col(Lead.opportunity_at) < until, *by_handoff)
+        .where(handed_off >= horizon, handed_off < until,
+               col(Lead.opportunity_at) >= day_start, col(Lead.opportunity_at) < until, *by_day)
     ).one()
     missed = sa.or_(col(Lead.first_touch_at).is_(None), col(Lead.first_touch_at) > as_of,
                     col(Lead.first_touch_met) == sa.false())
-    breached = session.execute(
+    breached = _run(session,
         sa.select(col(Lead.id), col(Lead.name), col(Lead.owner), col(Lead.team), col(Lead.sla_due))
-        .where(_workable(), col(Lead.routed_at) >= horizon, col(Lead.routed_at) < until,
+        .where(_workable(), routed >= horizon, routed < until,
                col(Lead.sla_due) >= day_start, col(Lead.sla_due) < until, col(Lead.sla_due) < as_of,
-               missed, *by_routing)
+               missed, *by_day)
         .order_by(col(Lead.sla_due), col(Lead.id))
     ).all()
     return {
@@ -667,6 +751,39 @@ def yesterday(session: Session, *, agreement: Agreement, calendar: BusinessCalen
         "breached": [{"lead_id": r.id, "name": r.name, "owner": r.owner, "team": r.team,
                       "due": _iso(r.sla_due)} for r in breached],
     }
+
+
+def cumulative_workable(session: Session, *, agreement: Agreement, start: datetime, ends: Sequence[datetime],
+                        as_of: datetime, scope: str = "all") -> list[int]:
+    """Workable leads handed off from `start` up to (not at) each instant of `ends`, then up to and
+    including `as_of`: ``len(ends) + 1`` cumulative counts (the digest chart's points; the last one
+    is `status`'s ``marketing.workable`` when `start` is the month's start).
+
+    One statement: a UNION ALL of one count per interval between consecutive instants, each a
+    range of the covering `ix_lead_handoff_metrics`, so the month's leads are read once and nothing
+    is evaluated per lead and per day. `ends` must be ascending.
+    """
+    where = parse_scope(agreement, scope)
+    start, as_of = _utc(start), _utc(as_of)
+    ends = [_utc(end) for end in ends]
+    if any(b < a for a, b in itertools.pairwise(ends)):
+        raise ValueError("cumulative_workable: `ends` must be ascending")
+    handed = col(Lead.handed_off_at)
+    common = [_workable(), handed <= as_of, *where.where(driven_by="handed_off_at")]
+    if ends and ends[0] < start:
+        raise ValueError("cumulative_workable: `ends` must not be before `start`")
+    lows = [start, *ends]
+    parts = [
+        sa.select(sa.literal(i).label("i"), sa.func.count().label("n"))
+        .where(handed >= low, *([handed < ends[i]] if i < len(ends) else []), *common)
+        for i, low in enumerate(lows)
+    ]
+    counts = {int(row[0]): int(row[1]) for row in _run(session, sa.union_all(*parts)).all()}
+    total, cumulative = 0, []
+    for i in range(len(lows)):
+        total += int(counts.get(i, 0))
+        cumulative.append(total)
+    return cumulative
 
 
 # --- SQL building blocks -------------------------------------------------------------------
@@ -739,11 +856,52 @@ def _sum(expression: ColumnElement[Any]) -> ColumnElement[Any]:
     return sa.func.coalesce(sa.func.sum(expression), 0)
 
 
-def _ordered_values(session: Session, column: Any, where: Iterable[ColumnElement[bool]]) -> list[float]:
-    """One column of the period's leads, sorted by the database (for percentiles)."""
-    return [float(v) for v in session.execute(
-        sa.select(column).where(*where, column.is_not(None)).order_by(column)
-    ).scalars()]
+def _run(session: Session, query: sa.Executable) -> Any:
+    """Run a Core query on the session's connection: these are plain rows, so the ORM's result
+    machinery (a measurable share of a report's time) is skipped."""
+    return session.connection().execute(query)
+
+
+def _percentiles(session: Session, column: Any, where: Iterable[ColumnElement[bool]],
+                 quantiles: Sequence[float]) -> list[float | None]:
+    """`sla.metrics.percentile(values, q)` for each q, where `values` is `column` over the rows of
+    `where` (NULLs left out): the database counts each distinct value, in order, and only those
+    (value, count) pairs come back, not every lead's value. Same arithmetic as
+    `sla.metrics.percentile` (``h = (n - 1) * q``, linear between the values ranked floor(h) and
+    floor(h) + 1), so the result is identical."""
+    pairs = [(float(row[0]), int(row[1])) for row in _run(session,
+             sa.select(column, sa.func.count()).where(*where, column.is_not(None))
+             .group_by(column).order_by(column)).all()]
+    n = sum(count for _, count in pairs)
+    results: list[float | None] = []
+    for q in quantiles:
+        if not 0 <= q <= 1:
+            raise ValueError(f"percentile q must be between 0 and 1, got {q!r}")
+        if n == 0:
+            results.append(None)
+            continue
+        h = (n - 1) * q
+        low = math.floor(h)
+        high = min(low + 1, n - 1)
+        x_low, x_high = _ranked(pairs, low), _ranked(pairs, high)
+        results.append(x_low + (h - low) * (x_high - x_low))
+    return results
+
+
+def _ranked(pairs: Sequence[tuple[float, int]], rank: int) -> float:
+    """The value at 0-based `rank` of the sorted multiset given as ordered (value, count) pairs."""
+    seen = 0
+    for value, count in pairs:
+        seen += count
+        if rank < seen:
+            return value
+    raise IndexError(rank)
+
+
+def _unindexed(column: Any) -> ColumnElement[Any]:
+    """`column` as an expression no index can serve (the same values, the same type on SQLite and
+    PostgreSQL): for a bound that must only filter the rows another index found."""
+    return sa.func.coalesce(column, column)
 
 
 # --- small helpers -------------------------------------------------------------------------

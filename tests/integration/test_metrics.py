@@ -511,6 +511,31 @@ def test_closed_loop(loaded: Database, agreement: Agreement, calendar: BusinessC
     assert wider["opportunity_rate_first_touch_met"] == 0.4          # 1, 15 of 1, 4, 5, 6, 15
 
 
+def test_cumulative_workable(loaded: Database, agreement: Agreement) -> None:
+    """The digest chart's counts: workable leads handed off from the month's start up to (not at)
+    each instant, then up to and including as_of. November's workable leads by hand-off instant:
+    1 (11-02), 2 (11-03), 3 (11-10 20:00), 16 (11-12), 4 (11-16), 5 (11-17 15:00), 11 (11-18),
+    14 (11-20), 13 (11-23), 7 (11-24 14:30), 6 (11-24 14:50); 12 is after T0, 8 and 15 were last
+    month, 9 and 10 are nurture. Team smb: 1, 2, 3, 16, 13, 7, 6."""
+    start = utc("2026-11-01T04:00")
+    ends = [utc("2026-11-10T00:00"), utc("2026-11-17T15:00"), utc("2026-11-24T14:50")]
+
+    def counts(as_of: datetime, scope: str = "all", instants: list[datetime] = ends) -> list[int]:
+        with loaded.read() as session:
+            return metrics.cumulative_workable(session, agreement=agreement, start=start, ends=instants,
+                                               as_of=as_of, scope=scope)
+
+    assert counts(T0) == [2, 5, 10, 11]
+    assert counts(T0)[-1] == status(loaded, agreement)["marketing"]["workable"]
+    assert counts(T0, "team:smb") == [2, 4, 6, 7]
+    assert counts(T0, "rep:ana") == [1, 1, 2, 3]
+    # as_of is inclusive: lead 6 was handed off at 14:50:00.
+    assert counts(utc("2026-11-24T14:50"), instants=[]) == [11]
+    assert counts(utc("2026-11-24T14:49:59"), instants=[]) == [10]
+    with pytest.raises(ValueError, match="ascending"):
+        counts(T0, instants=[ends[1], ends[0]])
+
+
 def test_capacity(loaded: Database, agreement: Agreement, calendar: BusinessCalendar) -> None:
     with loaded.read() as session:
         week = metrics.capacity(session, agreement=agreement, calendar=calendar, as_of=T0)
@@ -592,9 +617,12 @@ def test_empty_database(any_db: Database, agreement: Agreement) -> None:
 
 def test_every_query_is_driven_by_an_index(tmp_path: Path, agreement: Agreement) -> None:
     """Report cost follows the period, not the history: SQLite's EXPLAIN QUERY PLAN shows each query
-    finding its lead rows through a range of `routed_at`/`handed_off_at` (SEARCH, never SCAN), except
-    the "still open" half of the breach queries, which goes through `is_open`. Without the care taken
-    in Scope.where, a team or rep scope would walk that team's or rep's whole history."""
+    finding its lead rows through a range of `routed_at`/`handed_off_at` (SEARCH, never SCAN) in a
+    covering index (the month's leads are never read from the wide lead rows), except the breach
+    queries, whose two "still open" parts go through `is_open` (open leads not yet touched) and
+    whose third part through `closed_at`, and yesterday's highlights, each through one day's range
+    of its own instant. Without the care taken in Scope.where, a team or rep scope would walk that
+    team's or rep's whole history."""
     db = Database(f"sqlite:///{tmp_path / 'plan.db'}")
     db.upgrade()
     statements: list[tuple[str, Any]] = []
@@ -605,6 +633,10 @@ def test_every_query_is_driven_by_an_index(tmp_path: Path, agreement: Agreement)
 
     for scope in ("all", "team:smb", "rep:ana"):
         status(db, agreement, scope=scope)
+        with db.read() as session:          # the digest chart's counts
+            metrics.cumulative_workable(session, agreement=agreement, start=utc("2026-11-01T04:00"),
+                                        ends=[utc("2026-11-02T05:00"), utc("2026-11-03T05:00")], as_of=T0,
+                                        scope=scope)
     db.dispose()
     selects = [(sql, params) for sql, params in statements if sql.lstrip().upper().startswith("SELECT")]
     assert len(selects) >= 30
@@ -616,5 +648,12 @@ def test_every_query_is_driven_by_an_index(tmp_path: Path, agreement: Agreement)
             assert all(step.startswith("SEARCH lead USING") for step in on_lead), (sql, plan)
             by_open = [step for step in on_lead if "is_open=?" in step]
             by_range = [step for step in on_lead if "routed_at>?" in step or "handed_off_at>?" in step]
-            assert len(by_open) + len(by_range) == len(on_lead), (sql, plan)
-            assert len(by_open) == (1 if "UNION ALL" in sql else 0), (sql, plan)
+            by_day = [step for step in on_lead if step not in by_open and any(
+                f"INDEX ix_lead_{column} ({column}>? AND {column}<?)" in step
+                for column in ("first_touch_at", "opportunity_at", "sla_due"))]
+            by_closed = [step for step in on_lead if "INDEX ix_lead_closed_at (closed_at>?)" in step]
+            assert len(by_open) + len(by_range) + len(by_day) + len(by_closed) == len(on_lead), (sql, plan)
+            assert all("USING COVERING INDEX ix_lead_" in step for step in by_range), (sql, plan)
+            breaches = "UNION ALL" in sql and "is_open" in sql
+            assert len(by_open) == (2 if breaches else 0), (sql, plan)
+            assert len(by_closed) == (1 if breaches else 0), (sql, plan)
