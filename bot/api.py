@@ -18,7 +18,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlmodel import col, select
 
-from bot import apidocs
+from bot import apidocs, hubspot
 from bot.apidocs import errors, json_body
 from bot.services import Services
 from commands.leads import Handoff, handoff_many, lead_summary, record_outcome
@@ -316,8 +316,10 @@ def hubspot_handoff(event: dict[str, Any] | HubSpotEvent) -> LeadIn | None:
 
 @router.post("/webhooks/hubspot", response_model=apidocs.HubSpotAccepted, summary="HubSpot contact events",
              response_description="The batch was handled; leads seen before are not counted again.",
-             responses=errors(400, 401, 404, 413, e401="A stale timestamp or a bad X-HubSpot-Signature-v3.",
-                              e404="HubSpot webhooks are off (HUBSPOT_CLIENT_SECRET is not set)."),
+             responses=errors(400, 401, 404, 413, 503, e401="A stale timestamp or a bad X-HubSpot-Signature-v3.",
+                              e404="HubSpot webhooks are off (HUBSPOT_CLIENT_SECRET is not set).",
+                              e503="HUBSPOT_ACCESS_TOKEN is set and HubSpot's API did not answer in time: "
+                                   "nothing was stored, and HubSpot sends the batch again."),
              openapi_extra=json_body(HubSpotEvent, "A batch of v3-signed HubSpot webhook events.", many=True))
 async def hubspot_webhook(request: Request, svc: ServicesDep) -> JSONResponse:
     secret = svc.settings.hubspot_client_secret
@@ -336,6 +338,15 @@ async def hubspot_webhook(request: Request, svc: ServicesDep) -> JSONResponse:
     # Signed but malformed: a 400, which HubSpot does not retry (a retry would be just as malformed).
     events = _json_body(raw, status=400)
     handoffs = _hubspot_handoffs(events)
+    sync = hubspot.sync_for(request.app, svc)
+    if sync is not None:   # HUBSPOT_ACCESS_TOKEN: contacts enriched, deals become outcomes (bot/hubspot.py)
+        try:
+            return JSONResponse(await sync.deliver(events, handoffs))
+        except hubspot.HubSpotUnavailable as exc:
+            # Nothing of the batch was stored: the 503 makes HubSpot send it again later.
+            log.warning("HubSpot batch not taken, HubSpot will retry it: %s", exc.reason)
+            return JSONResponse({"detail": f"HubSpot's API is unavailable ({exc.reason}); send again later"},
+                                status_code=503, headers={"Retry-After": str(max(1, round(exc.retry_after)))})
     results = await run_in_threadpool(handoff_many, svc.ctx, handoffs) if handoffs else []
     accepted = sum(not r.duplicate for r in results)
     if accepted:

@@ -134,6 +134,9 @@ class Readiness(BaseModel):
 class HubSpotAccepted(BaseModel):
     accepted: int = Field(description="New leads handed off by this batch.")
     events: int = Field(description="Events in the batch.")
+    outcomes: int | None = Field(default=None, description="Deal outcomes recorded (with HUBSPOT_ACCESS_TOKEN).")
+    unknown_contacts: int | None = Field(default=None, description="Events about contacts that HubSpot no longer "
+                                         "has or that are no lead here (with HUBSPOT_ACCESS_TOKEN).")
 
 
 _ERRORS: dict[int, tuple[type[BaseModel], str]] = {
@@ -144,6 +147,7 @@ _ERRORS: dict[int, tuple[type[BaseModel], str]] = {
     409: (Problem, "Refused because of what is already stored."),
     413: (Problem, "The body is over 256 KiB: refused before it is read whole."),
     422: (FieldErrors, "Invalid JSON or a field that fails validation: the field errors; nothing was stored."),
+    503: (Problem, "A dependency did not answer in time: nothing was stored; send it again later."),
 }
 
 

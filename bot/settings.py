@@ -32,6 +32,11 @@ class Settings(BaseSettings):
     teams_allow_unauthenticated: bool = False
 
     hubspot_client_secret: SecretStr | None = None
+    #: A private app's access token: contact events are enriched with the contact's properties and
+    #: deal events become outcomes (scopes crm.objects.contacts.read, crm.objects.deals.read).
+    hubspot_access_token: SecretStr | None = None
+    #: Base URL of HubSpot's API (tests point it at a fake).
+    hubspot_api_url: str = "https://api.hubapi.com"
     #: The public base URL (https://bot.example.com) when behind a proxy: HubSpot signs the URL it called.
     slabot_public_url: str | None = None
 

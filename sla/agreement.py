@@ -245,6 +245,47 @@ class Digest(_Model):
     days: list[Weekday] = Field(default_factory=lambda: list(WEEKDAYS[:5]), min_length=1)
 
 
+#: The lead fields a HubSpot contact property can fill (`integrations.hubspot.properties`), and
+#: the property each is read from unless the agreement says otherwise (no default: not read).
+HUBSPOT_DEFAULT_PROPERTIES: dict[str, str | None] = {
+    "email": "email", "first_name": "firstname", "last_name": "lastname", "title": "jobtitle",
+    "company": "company", "employees": "numberofemployees", "country": "country", "phone": "phone",
+    "source": "hs_analytics_source", "stage": "lifecyclestage", "page_visits": "hs_analytics_num_page_views",
+    "offer": None, "campaign": None, "activities": None,
+    "need": None, "budget": None, "timeframe": None, "authority": None,
+}
+#: A HubSpot property's internal name (lower case letters, digits, underscores).
+HubSpotProperty = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=100)]
+
+
+class HubSpotIntegration(_Model):
+    """How HubSpot contacts become leads and deals become outcomes (used with HUBSPOT_ACCESS_TOKEN)."""
+
+    #: Lead field -> HubSpot property, over HUBSPOT_DEFAULT_PROPERTIES; `null` stops reading a field.
+    properties: dict[str, HubSpotProperty | None] = {}
+    #: Deal stages (internal ids) that mean won or lost; other pipelines have their own ids.
+    won_stages: list[str] = Field(default_factory=lambda: ["closedwon"], min_length=1)
+    lost_stages: list[str] = Field(default_factory=lambda: ["closedlost"], min_length=1)
+
+    @field_validator("properties")
+    @classmethod
+    def _known_fields(cls, value: dict[str, str | None]) -> dict[str, str | None]:
+        unknown = sorted(set(value) - set(HUBSPOT_DEFAULT_PROPERTIES))
+        if unknown:
+            raise ValueError(f"unknown lead field {', '.join(map(repr, unknown))} (fields: "
+                             f"{', '.join(HUBSPOT_DEFAULT_PROPERTIES)})")
+        return value
+
+    def property_map(self) -> dict[str, str]:
+        """Lead field -> the HubSpot property it is read from (defaults, then the agreement's)."""
+        merged = {**HUBSPOT_DEFAULT_PROPERTIES, **self.properties}
+        return {field: prop for field, prop in merged.items() if prop}
+
+
+class Integrations(_Model):
+    hubspot: HubSpotIntegration = HubSpotIntegration()
+
+
 class Agreement(_Model):
     name: str
     timezone: str
@@ -259,6 +300,8 @@ class Agreement(_Model):
     sales: Sales
     nudges: list[Nudge] = []
     digests: list[Digest] = []
+    #: CRM connections (HubSpot's property mapping and deal stages).
+    integrations: Integrations = Integrations()
     #: sha256 prefix of the canonical content: each lead keeps the version it was routed under.
     version: str = ""
 
