@@ -201,14 +201,14 @@ def test_team_channel_digests_are_team_scoped(ctx: Context, clock: FixedClock) -
         session.add(ChannelBinding(team="smb", platform="console", channel="#smb-leads",
                                    bound_at=local(2026, 11, 1, 9, 0)))
     now = local(2026, 11, 24, 9, 0)
+    # The service was already running before the 08:30 slot: a first-ever start at 09:00 would not
+    # catch the VPs' 08:30 digest up (this test used to rely on that catch-up on a first start).
+    assert queue_due_digests(ctx, now=local(2026, 11, 24, 8, 0)) == []
     queued = queue_due_digests(ctx, now=now)
     assert set(queued) == keys_for(date(2026, 11, 24), VPS | CHANNELS)
     rows = {r.dedupe_key.split(":")[2]: r for r in digest_rows(ctx) if r.dedupe_key.startswith("digest:team:")}
     smb, mid = rows["smb"], rows["midmarket"]
     assert (smb.target, mid.target) == ("#smb-leads", "#midmarket")
-    # The service was already running before the 08:30 slot: a first-ever start at 09:00 would not
-    # catch the VPs' 08:30 digest up (this test used to rely on that catch-up on a first start).
-    assert queue_due_digests(ctx, now=local(2026, 11, 24, 8, 0)) == []
     assert smb.payload["to"] == "channel" and smb.payload["scope"] == "team:smb"
     assert smb.payload["title"] == "SMB Inbound: daily SLA digest, Tue Nov 24"
     assert smb.payload == build_digest(ctx, as_of=now, team="smb").payload(to="channel")
@@ -234,11 +234,11 @@ def test_managers_get_their_teams_digest_by_dm(db: Database, agreement: Agreemen
 
 def test_each_platform_gets_its_own_digest(db: Database, agreement: Agreement, clock: FixedClock) -> None:
     ctx = Context(db=db, agreement=agreement, clock=clock, platforms=("slack", "teams"))
+    assert queue_due_digests(ctx, now=local(2026, 11, 24, 8, 0)) == []   # running before 08:30 (see above)
     queued = queue_due_digests(ctx, now=local(2026, 11, 24, 9, 0))
     rows = digest_rows(ctx)
     # Slack: the VPs' ids and the channels; Teams: the VPs by e-mail (no Teams channel is configured).
     assert sorted((r.platform, r.target) for r in rows) == [
         ("slack", "C0MID00001"), ("slack", "C0SMB00001"), ("slack", "U0MAYA0001"), ("slack", "U0SAM00001"),
-    assert queue_due_digests(ctx, now=local(2026, 11, 24, 8, 0)) == []   # running before 08:30 (see above)
         ("teams", "maya@acme.example"), ("teams", "sam@acme.example")]
     assert len(queued) == 6
