@@ -35,6 +35,7 @@ from typing import Any
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
+from commands import labels
 from commands.chart import cumulative_chart_png
 from commands.context import Context, dm_target, team_channel
 from sla.agreement import WEEKDAYS, Team
@@ -56,11 +57,11 @@ __all__ = [
 ]
 
 DIGEST_JOB = "digest"
-#: Open breaches listed by name in a digest; the count is always complete.
 #: JobRun rows (one per platform) recording when this service first ran its digest schedule there.
 SCHEDULE_START_JOB = "digest_schedule_start"
 #: A digest sent this long after its slot is still on time; later, it is a catch-up.
 ON_TIME = timedelta(minutes=15)
+#: Open breaches listed by name in a digest; the count is always complete.
 BREACHES_SHOWN = 10
 
 
@@ -258,6 +259,7 @@ class Recipient:
     target: str
     to: str                  # user | channel
     team: str | None         # None: the whole-company digest
+    due_at: datetime | None = None   # today's scheduled instant (None: forced, whatever the schedule)
 
     def period_key(self, day: date) -> str:
         return f"{self.key}:{self.platform}:{day.isoformat()}"
@@ -270,7 +272,6 @@ def due_recipients(session: Session, ctx: Context, *, now: datetime, force: bool
     """Everyone whose digest is due at `now` (today, on a scheduled day, at or after its local time),
     whether or not it was sent already. `force` ignores the schedule (`slabot digest --send`)."""
     calendar = ctx.calendar
-    due_at: datetime | None = None   # today's scheduled instant (None: forced, whatever the schedule)
     today = calendar.local_date(now)
     weekday = WEEKDAYS[today.weekday()]
     found: dict[tuple[str, str], Recipient] = {}
@@ -316,6 +317,7 @@ def queue_due_digests(ctx: Context, *, now: datetime, force: bool = False) -> li
     """
     now = as_utc(now)
     today = ctx.calendar.local_date(now)
+    starts = {} if force else schedule_starts(ctx, now=now)
     with ctx.db.read() as session:
         recipients = due_recipients(session, ctx, now=now, force=force)
         if not recipients:
@@ -329,7 +331,6 @@ def queue_due_digests(ctx: Context, *, now: datetime, force: bool = False) -> li
     if not pending:
         return []
     contents: dict[str | None, DigestContent] = {}
-    starts = {} if force else schedule_starts(ctx, now=now)
     for recipient in pending:
         if recipient.team not in contents:
             contents[recipient.team] = build_digest(ctx, as_of=now, team=recipient.team)
