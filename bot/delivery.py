@@ -123,6 +123,8 @@ REFILL_BELOW = 2
 #: A row is not sent when its lease was last renewed longer ago than this: another worker may have
 #: taken it by now (the lease is LEASE; renewals run every LEASE / 3).
 SAFE_LEASE_S = LEASE.total_seconds() - 4.0
+#: The delivery loop claims at most this often (a claim is one short write transaction).
+MIN_CLAIM_INTERVAL_S = 0.25
 #: How long a stopping worker lets the sends in flight finish before it exits.
 STOP_GRACE_S = 10.0
 
@@ -186,8 +188,10 @@ class OutboxWorker:
     async def run_forever(self, poll_seconds: float = 1.0) -> None:
         """Claim and deliver until `stop()`. Every lane paces itself; this loop only keeps lanes fed."""
         self.running = True
+        loop = asyncio.get_running_loop()
         try:
             while not self.stopping:
+                claimed_at = loop.time()
                 try:
                     await self._claim_into_lanes(self.ctx.now(), None, self._background)
                 except Exception:
@@ -196,6 +200,8 @@ class OutboxWorker:
                     await asyncio.wait_for(self._wake.wait(), timeout=poll_seconds)
                 except TimeoutError:
                     pass
+                # Lanes running low wake this loop often under a backlog: a few claims a second at most.
+                await asyncio.sleep(max(0.0, claimed_at + MIN_CLAIM_INTERVAL_S - loop.time()))
                 self._wake.clear()
         finally:
             self.running = False

@@ -140,7 +140,7 @@ class TeamsTransport:
         recording can find its post again. The Bot Connector has no such search (reading channel
         history needs Microsoft Graph and more permissions), so Teams delivery is at-least-once:
         if a worker dies after Teams accepted a card but before the MessageRef was committed, the
-        row is retried after the stale-claim timeout and the lead gets a second thread (and later
+        row is retried once the claim's lease lapses and the lead gets a second thread (and later
         updates go to the second one). The window is one HTTP round trip plus one commit.
         """
         return None
