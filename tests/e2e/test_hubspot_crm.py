@@ -18,7 +18,7 @@ from sqlmodel import select
 
 from bot.api import hubspot_signature
 from bot.app import create_app
-from bot.hubspot import BUDGET_SECONDS, HubSpotClient, sync_for
+from bot.hubspot import BUDGET_SECONDS, HubSpotClient, RateWindow, sync_for
 from bot.services import Services, build_services
 from sla.agreement import Agreement, AgreementError, parse_agreement
 from storage.db import Database
@@ -73,6 +73,7 @@ class Hub:
     services: Services
     api: FakeHubSpot
     time: FakeTime
+    app: Any
     next_event: list[int] = field(default_factory=lambda: [1000])
 
     def event(self, kind: str, object_id: int, **extra: Any) -> dict[str, Any]:
@@ -116,7 +117,7 @@ def serve(db: Database, clock: Any, agreement: Agreement, api: FakeHubSpot) -> I
     sync.use(HubSpotClient(token=TOKEN, base_url=api.root_url, sleep=fake_time.sleep,
                            monotonic=fake_time.monotonic))
     with LiveServer(app) as server:
-        yield Hub(server, services, api, fake_time)
+        yield Hub(server, services, api, fake_time, app)
 
 
 @pytest.fixture
@@ -126,8 +127,8 @@ def api() -> Iterator[FakeHubSpot]:
 
 
 @pytest.fixture
-def hub(db: Database, clock: Any, api: FakeHubSpot) -> Iterator[Hub]:
-    yield from serve(db, clock, agreement_with(PORTAL_MAPPING), api)
+def hub(any_db: Database, clock: Any, api: FakeHubSpot) -> Iterator[Hub]:
+    yield from serve(any_db, clock, agreement_with(PORTAL_MAPPING), api)
 
 
 def test_a_contact_event_becomes_an_enriched_lead_that_qualifies_and_routes(hub: Hub) -> None:
@@ -182,6 +183,20 @@ def test_a_429_is_honoured_for_its_retry_after(hub: Hub) -> None:
     assert hub.lead(501).email == "dana.kim@example.com"
     assert hub.metric("slabot_hubspot_api_calls_total", outcome="rate_limited") == 1
     assert hub.metric("slabot_hubspot_api_calls_total", outcome="ok") == 1
+
+
+def test_calls_stay_under_the_burst_limit_of_the_rolling_window(hub: Hub) -> None:
+    # One call per 10-second window (HubSpot's is 100), and a budget that can wait it out.
+    sync = sync_for(hub.app, hub.services)
+    assert sync is not None
+    sync.use(HubSpotClient(token=TOKEN, base_url=hub.api.root_url, budget=30, window=RateWindow(1, 10.0),
+                           sleep=hub.time.sleep, monotonic=hub.time.monotonic))
+    for n in range(1, 151):
+        hub.api.contacts[str(n)] = dana(email=f"lead{n}@example.com")
+    response = hub.post([hub.event("contact.creation", n) for n in range(1, 151)])
+    assert response.status_code == 200 and response.json()["accepted"] == 150
+    assert [len(c.body["inputs"]) for c in hub.api.calls] == [100, 50] and hub.api.rejected == []
+    assert hub.time.sleeps == [10.0]   # the second call waited for the window, not for a 429
 
 
 def test_a_retry_after_beyond_the_budget_is_a_503_and_hubspot_retries_later(hub: Hub) -> None:
@@ -293,6 +308,11 @@ def test_the_agreement_decides_which_property_fills_a_field(db: Database, clock:
         assert lead.value == 900   # the example's webinar segment: the mapped source is what qualifies
         (call,) = api.calls
         assert "legal_name" in call.body["properties"] and "jobtitle" not in call.body["properties"]
+        api.deals["7001"] = {"amount": "5000", "dealstage": "signed"}
+        api.deal_contacts["7001"] = ["501"]
+        response = hub.post([hub.event("deal.propertyChange", 7001, propertyName="dealstage", propertyValue="signed")])
+        assert response.json()["outcomes"] == 1   # "signed" is a won stage in this agreement
+        assert hub.lead(501).state == "won" and hub.lead(501).bookings == 5000
 
 
 def test_a_value_that_does_not_fit_its_field_is_left_out_not_the_lead(hub: Hub) -> None:
