@@ -5,6 +5,8 @@ Fakes (import them from their modules):
 * ``tests.fakes.slack_api.FakeSlack`` - the Slack Web API (``https://slack.com/api/``).
 * ``tests.fakes.bot_connector.FakeBotConnector`` - the Bot Framework connector service that
   Teams activities name as ``serviceUrl``.
+* ``tests.fakes.hubspot_api.FakeHubSpot`` - HubSpot's CRM API (contact and deal batch reads,
+  deal-to-contact associations), with injectable 429s and outages.
 
 This package module holds only the machinery both fakes share: a quiet, keep-alive capable
 ``ThreadingHTTPServer`` on ``127.0.0.1`` (ephemeral port by default) that runs in a background
