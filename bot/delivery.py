@@ -219,7 +219,9 @@ class OutboxWorker:
             lane.queue.clear()
         released = 0
         try:
-            released = await anyio.to_thread.run_sync(self._release, [j.row.id for j in unstarted], None)
+            # Rows first; the lanes only once the sends in flight are done, so another worker
+            # cannot post in a channel right after this one did.
+            released = await anyio.to_thread.run_sync(self._release, [j.row.id for j in unstarted], self._no_lanes)
         except Exception:
             log.exception("could not give back %s claimed outbox rows; they go out after the lease", len(unstarted))
         for job in unstarted:
