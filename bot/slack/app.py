@@ -135,13 +135,14 @@ def install(app: FastAPI, services: Services) -> SlackTransport:
     handler = AsyncSlackRequestHandler(bolt)
     limit = settings.max_body_bytes
 
-    verifier = SignatureVerifier(secret or "")
+    # None in Socket Mode alone: the HTTP route below is then not served at all.
+    verifier = SignatureVerifier(secret) if secret else None
 
     async def slack_events(request: Request) -> Response:
         # Bounded before Bolt parses anything: 413 over the limit, then Bolt checks the signature.
         body = await read_body(request, limit)
         # Signed but malformed: a 400 saying what is wrong, never a listener's 500.
-        if verifier.is_valid_request(body, dict(request.headers)):
+        if verifier is not None and verifier.is_valid_request(body, dict(request.headers)):
             problem = malformed(body, request.headers.get("content-type", ""))
             if problem is not None:
                 return JSONResponse({"error": problem}, status_code=400)
