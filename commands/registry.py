@@ -24,6 +24,9 @@ COMMANDS: list[CommandSpec] = [
     CommandSpec("back", "back", "Get new leads again"),
     CommandSpec("link", "link TEAM", "Send TEAM's lead cards to this channel (the team's manager or the sales VP)"),
     CommandSpec("digest", "digest", "Preview the daily digest, privately"),
+    CommandSpec("plan",
+                "plan bookings N deal-size N [win-rate R] [opportunity-rate R] [reps N] [per year|quarter|month]",
+                "From a bookings goal to the workable leads Marketing owes each month (the VPs)"),
     CommandSpec("help", "help", "List these commands"),
 ]
 

@@ -28,6 +28,7 @@ from sqlmodel import col, select
 from commands import labels
 from commands.context import Actor, Context
 from commands.leads import is_away, set_away
+from commands.plan import plan_command
 from commands.registry import COMMANDS, help_lines
 from sla.lifecycle import State
 from storage.tables import ChannelBinding, Lead, RepStatus
@@ -387,6 +388,6 @@ def _digest(ctx: Context, args: list[str], actor: Actor, platform: str, channel:
 
 _HANDLERS: dict[str, Handler] = {
     "status": _status, "leads": _leads, "away": _away, "back": _back, "link": _link,
-    "digest": _digest, "help": _help,
+    "digest": _digest, "help": _help, "plan": plan_command,
 }
 assert set(_HANDLERS) == {spec.name for spec in COMMANDS}, "commands/registry.py and _HANDLERS disagree"
