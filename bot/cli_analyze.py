@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -19,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from commands.analyze import AnalyzeError, Options, Report, analyze_csv, parse_by, parse_map
 from sla.agreement import Agreement, AgreementError, load_agreement
 from sla.closed_loop import DEFAULT_MIN_LEADS, verdict_words
+from sla.experiments import sentence as experiment_sentence
 from sla.planning import Plan
 
 if TYPE_CHECKING:
@@ -124,6 +125,9 @@ def render_report(data: dict[str, Any]) -> list[str]:
                              f"leads reach the target rate {_pct(data['target_rate'])})")
     if data.get("backtest"):
         lines += ["", *_render_backtest(data["backtest"])]
+    if data.get("experiments"):
+        lines += ["", "Experiments (leads the agreement keeps in nurture, sent to Sales as a trial):"]
+        lines += [f"  {experiment_sentence(e)}" for e in data["experiments"]]
     lines += ["", "Paste under `qualification:` in the agreement, then run `slabot check`:", "",
               data["segments_yaml"].rstrip("\n")]
     return lines
@@ -261,6 +265,7 @@ def _history(agreement: Agreement | None, *, need_agreement: bool = True) -> tup
 
 def _from_db(options: Options, since: str | None, until: str | None) -> Report:
     from commands.analyze import analyze_history
+    from storage.experiments import experiments_status
     from storage.history import history_batches
 
     first, last = _local_date("--since", since), _local_date("--until", until)
@@ -276,7 +281,11 @@ def _from_db(options: Options, since: str | None, until: str | None) -> Report:
     end = calendar.day_bounds(last)[1] if last else None
     try:
         batches = history_batches(db, start=start, end=end, with_payload=options.agreement is not None)
-        return analyze_history(batches, options, calendar)
+        report = analyze_history(batches, options, calendar)
+        with db.read() as session:   # the agreement's experiments, as of the end of the window (or now)
+            report.experiments = experiments_status(session, agreement=agreement, calendar=calendar,
+                                                    as_of=end or datetime.now(UTC))
+        return report
     finally:
         db.dispose()
 

@@ -58,6 +58,11 @@ def lead_card(ctx: Context, lead: Lead) -> Card:
         Fact("First touch due", local_time(ctx, lead.first_touch_due)),
         Fact("Attempts", attempts),
     ]
+    if lead.experiment:
+        experiment = ctx.agreement.experiment(lead.experiment)
+        why = labels.nurture_reason(lead.nurture_reason).lower() if lead.nurture_reason else "not workable"
+        facts.append(Fact("Experiment", f"{experiment.label if experiment else lead.experiment}: sent to Sales "
+                                        f"as a trial, though the agreement would keep it in nurture ({why})"))
     if lead.first_touch_at:
         met = "within the SLA" if lead.first_touch_met else "SLA missed"
         facts.append(Fact("First touch", f"{local_time(ctx, lead.first_touch_at)} ({met})"))

@@ -68,6 +68,8 @@ class Report:
     thresholds: ThresholdTable | None = None
     backtest: Backtest | None = None
     target_rate: float | None = None
+    #: With --from-db: each experiment of the agreement (storage.experiments' Status JSON entries).
+    experiments: list[dict[str, Any]] | None = None
 
     @property
     def suggested_threshold(self) -> int | None:
@@ -81,6 +83,8 @@ class Report:
         data["target_rate"] = self.target_rate
         data["suggested_threshold"] = self.suggested_threshold
         data["backtest"] = self.backtest.to_json() if self.backtest is not None else None
+        if self.experiments is not None:
+            data["experiments"] = self.experiments
         return data
 
 

@@ -40,6 +40,7 @@ from commands.chart import cumulative_chart_png
 from commands.context import Context, dm_target, team_channel
 from sla.agreement import WEEKDAYS, Team
 from sla.clock import as_utc
+from sla.experiments import sentence as experiment_sentence
 from sla.metrics import elapsed_fraction
 from storage.metrics import cumulative_workable, status
 from storage.outbox import enqueue
@@ -232,7 +233,8 @@ def _sections(ctx: Context, numbers: dict[str, Any], team: Team | None) -> list[
         ("Sales: every lead worked", sales),
         ("Open breaches", listed),
         (f"Yesterday ({day:%a %b} {day.day})", yesterday),
-    ]
+    ] + ([("Experiments: leads sent to Sales as a trial", [experiment_sentence(e) for e in numbers["experiments"]])]
+         if numbers.get("experiments") else [])
 
 
 def _team_name(ctx: Context, key: str) -> str:

@@ -19,13 +19,16 @@ from sqlmodel import Session, col, select
 
 from commands import labels
 from commands.context import Actor, Context, dm_target, team_channel
-from sla.agreement import Team
+from sla.agreement import Experiment, Team
 from sla.clocks import LeadClock
+from sla.experiments import candidates as experiment_candidates
+from sla.experiments import tier_for as experiment_tier
 from sla.lead import LeadIn
 from sla.lifecycle import ATTEMPTS, Action, Refused, Role, State, next_state
-from sla.qualification import qualify, route_team
+from sla.qualification import Decision, qualify, route_team
 from sla.routing import RepLoad, choose_rep
 from storage.db import affected
+from storage.experiments import take_place
 from storage.outbox import enqueue
 from storage.tables import InboundReceipt, Lead, LeadEvent, RepStatus, RoutingCursor
 
@@ -75,7 +78,7 @@ def queue_card(session: Session, ctx: Context, lead: Lead, now: datetime,
     """Queue a render of the lead's card on every platform its team has a channel on.
     `channels` caches the team-channel lookups of one transaction (a batch of handoffs)."""
     team = ctx.agreement.team(lead.team or "")
-    if team is None or not lead.workable:
+    if team is None or not (lead.workable or lead.experiment):
         return
     cache = {} if channels is None else channels
     for platform in ctx.platforms:
@@ -294,6 +297,8 @@ class _Routing:
 def _new_lead(session: Session, ctx: Context, lead_in: LeadIn, idempotency_key: str | None,
               now: datetime, actor: str, routing: _Routing, channels: dict[tuple[str, str], str | None]) -> Lead:
     decision = qualify(ctx.agreement, lead_in)
+    experiment = _experiment(session, ctx, lead_in, decision, now)
+    to_sales = decision.workable or experiment is not None
     payload = _body(lead_in)
     lead = Lead(
         external_id=lead_in.external_id, idempotency_key=idempotency_key, fingerprint=body_fingerprint(payload),
@@ -303,10 +308,11 @@ def _new_lead(session: Session, ctx: Context, lead_in: LeadIn, idempotency_key: 
         payload=payload, received_at=lead_in.received_at,
         handed_off_at=now, workable=decision.workable, score=decision.score,
         score_reasons=decision.score_reasons, reasons=decision.reasons, nurture_reason=decision.nurture_reason,
-        persona=decision.persona, value=decision.value, tier=decision.tier,
-        state=State.ROUTED if decision.workable else State.NURTURE,
+        persona=decision.persona, value=decision.value,
+        tier=experiment_tier(ctx.agreement, lead_in, decision.score) if experiment else decision.tier,
+        state=State.ROUTED if to_sales else State.NURTURE, experiment=experiment.key if experiment else None,
     )
-    team = ctx.agreement.team(route_team(ctx.agreement, lead_in)) if decision.workable else None
+    team = ctx.agreement.team(route_team(ctx.agreement, lead_in)) if to_sales else None
     reason = ""
     if team is not None:
         # Route before the INSERT, so the lead is written once with its owner and deadlines.
@@ -322,9 +328,22 @@ def _new_lead(session: Session, ctx: Context, lead_in: LeadIn, idempotency_key: 
     if team is None:
         add_event(session, lead, at=now, actor="system", type="nurture", reason=decision.nurture_reason)
         return lead
+    if experiment is not None:
+        add_event(session, lead, at=now, actor="system", type="experiment", experiment=experiment.key,
+                  reason=decision.nurture_reason)
     _announce_owner(session, ctx, lead, team, now, actor="system", reason=reason)
     queue_card(session, ctx, lead, now, channels)
     return lead
+
+
+def _experiment(session: Session, ctx: Context, lead_in: LeadIn, decision: Decision,
+                now: datetime) -> Experiment | None:
+    """The agreement experiment that sends this not-workable lead to Sales, if one has room left
+    (its place is claimed in this transaction: a rolled-back lead gives it back)."""
+    for experiment in experiment_candidates(ctx.agreement, lead_in, decision, ctx.calendar.local_date(now)):
+        if take_place(session, experiment, now):
+            return experiment
+    return None
 
 
 def rep_loads(session: Session, ctx: Context, team: Team, now: datetime) -> dict[str, RepLoad]:

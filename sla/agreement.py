@@ -286,6 +286,24 @@ class Integrations(_Model):
     hubspot: HubSpotIntegration = HubSpotIntegration()
 
 
+class Experiment(_Model):
+    """A trial of leads the agreement does not make workable (seed item 9, "experiment"): between
+    `start` and `end` (local dates, both included), up to `limit` matching leads go to Sales anyway,
+    tagged with `key`, so their opportunity rate can be judged against the target."""
+
+    key: Key
+    #: How people read it (cards, digest); the key when not given.
+    name: str | None = Field(default=None, max_length=100)
+    when: Condition
+    limit: int = Field(gt=0)
+    start: date
+    end: date
+
+    @property
+    def label(self) -> str:
+        return self.name or self.key
+
+
 class Agreement(_Model):
     name: str
     timezone: str
@@ -302,6 +320,8 @@ class Agreement(_Model):
     digests: list[Digest] = []
     #: CRM connections (HubSpot's property mapping and deal stages).
     integrations: Integrations = Integrations()
+    #: Trials of leads the agreement would send to nurture (routed to Sales up to a limit).
+    experiments: list[Experiment] = []
     #: sha256 prefix of the canonical content: each lead keeps the version it was routed under.
     version: str = ""
 
@@ -330,6 +350,9 @@ class Agreement(_Model):
 
     def tier(self, key: str) -> Tier | None:
         return next((t for t in self.sales.tiers if t.key == key), None)
+
+    def experiment(self, key: str) -> Experiment | None:
+        return next((e for e in self.experiments if e.key == key), None)
 
     def calendar(self) -> BusinessCalendar:
         hours = self.business_hours
@@ -483,6 +506,18 @@ def _check_semantics(a: Agreement) -> list[tuple[tuple[str | int, ...], str]]:
                 problems.append(((*where, "notify"), "notifies `manager` but a team has none"))
             if notified in ("marketing_vp", "sales_vp") and getattr(people, notified) is None:
                 problems.append(((*where, "notify"), f"notifies {notified} but people.{notified} is not set"))
+
+    seen_experiments: set[str] = set()
+    for i, experiment in enumerate(a.experiments):
+        if experiment.key in seen_experiments:
+            problems.append((("experiments", i, "key"), f"duplicate experiment key {experiment.key!r}"))
+        seen_experiments.add(experiment.key)
+        if experiment.end <= experiment.start:
+            problems.append((("experiments", i, "end"),
+                             f"end {experiment.end} must be after start {experiment.start}"))
+        if experiment.when.is_catch_all():
+            problems.append((("experiments", i, "when"),
+                             "matches every lead: name the leads to try (source, offer, activity, ...)"))
 
     for i, digest in enumerate(a.digests):
         for role in digest.to:

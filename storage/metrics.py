@@ -104,6 +104,7 @@ from sla.metrics import (
     projection,
     ratio,
 )
+from storage.experiments import experiments_status
 from storage.tables import Lead, LeadEvent
 
 __all__ = [
@@ -265,6 +266,8 @@ def status(session: Session, *, agreement: Agreement, calendar: BusinessCalendar
         "rejected": _rejected_of([(g.rejected, g.source, g.leads) for g in handed if g.rejected is not None]),
         "yesterday": yesterday(session, agreement=agreement, calendar=calendar, as_of=period.as_of,
                                scope=scope),
+        "experiments": experiments_status(session, agreement=agreement, calendar=calendar, as_of=period.as_of,
+                                          scope=scope),
     }
 
 

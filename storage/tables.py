@@ -146,6 +146,18 @@ class Lead(SQLModel, table=True):
     won_at: datetime | None = _at()
     bookings: float | None = None
     lost_at: datetime | None = _at()
+    #: The agreement experiment that sent this lead to Sales although it is not workable (its key).
+    experiment: str | None = Field(default=None, max_length=64, index=True)
+
+
+class ExperimentCount(SQLModel, table=True):
+    """How many leads each experiment has taken: a conditional UPDATE (`taken < limit`) claims a
+    place, so the limit holds under concurrent intake on SQLite and PostgreSQL alike."""
+
+    __tablename__ = "experiment_count"
+    key: str = Field(primary_key=True, max_length=64)
+    taken: int = 0
+    updated_at: datetime = _at(nullable=False)
 
 
 class LeadEvent(SQLModel, table=True):
