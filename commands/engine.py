@@ -236,7 +236,7 @@ def _shown_late(session: Session, ctx: Context, lead: Lead, now: datetime) -> bo
     engine must not nudge, escalate or reassign it for a window its owner never had. Its card is
     queued now and the owner gets a fresh first-touch window from now, as a reassigned owner does;
     `sla_due`, the agreement's deadline the numbers count, stays as it was."""
-    if (not lead.workable or lead.attempts or lead.claimed_at is not None or lead.nudge_steps_done
+    if (not (lead.workable or lead.experiment) or lead.attempts or lead.claimed_at is not None or lead.nudge_steps_done
             or not _never_shown(session, lead)):
         return False
     team = ctx.agreement.team(lead.team or "")

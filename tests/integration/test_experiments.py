@@ -203,3 +203,22 @@ def test_analyze_from_db_reports_experiments(db: Database, clock: FixedClock, tm
     (trial,) = data["experiments"]
     assert (trial["leads"], trial["opportunities"], trial["verdict"], trial["phase"]) == (3, 1, "too_early",
                                                                                         "running")
+
+
+def test_an_experiment_lead_routed_without_a_platform_gets_its_card_late(db: Database, clock: FixedClock) -> None:
+    """As for a workable lead: routed while no chat platform is on, its card is posted once one is,
+    and its owner gets a fresh first-touch window instead of an escalation for a window never seen."""
+    from commands.engine import sweep
+
+    off = Context(db=db, agreement=trial_agreement(), clock=clock, platforms=())
+    (lead,) = hand_off(off, [{**EBOOK, "external_id": "dark"}])
+    assert lead.experiment == "justify-ebook" and lead.owner is not None
+    on = Context(db=db, agreement=trial_agreement(), clock=clock, platforms=("console",))
+    turned_on = T0 + timedelta(days=1)
+    report = sweep(on, now=turned_on)
+    assert (report.shown_late, report.reassigned, report.nudges) == (1, 0, 0)
+    with db.read() as session:
+        stored = session.get(Lead, lead.id)
+        cards = session.execute(select(OutboxMessage).where(col(OutboxMessage.kind) == "card")).scalars().all()
+    assert stored is not None and stored.owner == lead.owner and stored.owner_since == turned_on
+    assert [(c.lead_id, c.platform) for c in cards] == [(lead.id, "console")]
