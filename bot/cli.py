@@ -250,7 +250,8 @@ def worker() -> None:
 def check(agreement: str | None) -> None:
     """Validate an agreement file: exit 0 if valid, else exit 2 with one line per problem."""
     path = agreement or _settings().slabot_agreement
-    _agreement_file(path)
+    if agreement is None:
+        _agreement_file(path)   # a path given on the command line gets the file:line report below
     try:
         parsed = load_agreement(path)
     except AgreementError as exc:
