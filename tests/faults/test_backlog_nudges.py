@@ -36,6 +36,9 @@ def test_nudges_fire_within_a_minute_of_due_behind_a_1500_card_backlog(tmp_path:
         now = datetime.now(UTC)
         half_window = timedelta(minutes=7, seconds=30)       # hot: 15m first touch, first nudge at 50%
         first = stack.queue_leads([lead_body(900001, team=0)], at=now - half_window)[0]
+        # When each first nudge is due, as the product computed it (business time of the agreement),
+        # read before anything can fire it.
+        due = {first: stack.lead(first).next_check_at}
         stack.queue_leads([lead_body(n, team=n % LANES, hot=False) for n in range(BACKLOG)])
         worker = stack.worker()
         # The backlog is going out: a second hot lead's nudge comes due a few seconds from now, so a
@@ -43,9 +46,8 @@ def test_nudges_fire_within_a_minute_of_due_behind_a_1500_card_backlog(tmp_path:
         wait_for(lambda: len(card_posts(fake)) >= 1 or worker.popen.poll() is not None, 60, "the first card")
         second = stack.queue_leads([lead_body(900002, team=1)],
                                    at=datetime.now(UTC) - half_window + SECOND_DUE_IN)[0]
+        due[second] = stack.lead(second).next_check_at
         assert len(stack.outbox(kind="card")) == BACKLOG + 2
-        # When each first nudge is due, as the product computed it (business time of the agreement).
-        due = {lead_id: stack.lead(lead_id).next_check_at for lead_id in (first, second)}
         assert all(at is not None and abs((at - nudge_due(stack.lead(i))).total_seconds()) < 120
                    for i, at in due.items()), due
 
