@@ -143,3 +143,18 @@ def test_the_link_check_notices_a_broken_link(tmp_path: Path) -> None:
     text = _FENCE.sub("", page.read_text())
     assert _LINK.findall(text) == ["#title", "missing.md", "#nowhere"]
     assert anchors(page) == {"title"}
+
+
+def test_every_fixture_says_where_it_came_from() -> None:
+    """Each file copied into tests/fixtures/ is named in a SOURCES.md of its folder or a parent."""
+    fixtures = ROOT / "tests" / "fixtures"
+    files = [p for p in tracked("tests/fixtures") if p.name != "SOURCES.md"]
+    assert len(files) >= 20
+    unexplained = []
+    for path in files:
+        notes = [folder / "SOURCES.md" for folder in [path.parent, *path.parent.parents]
+                 if folder.is_relative_to(fixtures) and (folder / "SOURCES.md").exists()]
+        if not any(path.name in note.read_text(encoding="utf-8") for note in notes):
+            unexplained.append(str(path.relative_to(ROOT)))
+    assert unexplained == [], "name these in tests/fixtures/SOURCES.md (origin, commit, licence): " + \
+        ", ".join(unexplained)
