@@ -2,7 +2,7 @@
 
 An agreement with CHANNELS teams (team t{i} in its own channel, one or two reps each, a routing
 rule `campaign: t{i}` per team) gets LEADS handoffs straight into SQLite through
-`commands.leads.handoff` with Slack enabled (untimed), which queues one card per lead in the
+`commands.intake.handoff` with Slack enabled (untimed), which queues one card per lead in the
 outbox. Then the real `OutboxWorker` delivers them through the real `SlackTransport` (built by
 `create_app`), with Slack's Web API pointed at a FakeSlack with `rate_limit_per_channel = 1.0`:
 a second post within a second in one channel is answered 429 + Retry-After: 1. The worker runs in
@@ -47,7 +47,7 @@ from bot.app import create_app
 from bot.delivery import DeliveryReport, OutboxWorker
 from bot.services import build_services
 from bot.settings import Settings
-from commands.leads import handoff
+from commands.intake import handoff
 from sla.agreement import Agreement, parse_agreement
 from sla.lead import LeadIn
 from storage.db import Database

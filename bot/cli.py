@@ -361,7 +361,7 @@ def _read_csv(file: str) -> tuple[list[str], list[dict[str, str]]]:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 def import_csv(file: str) -> None:
     """Hand off many leads from a CSV (same rules as the API; columns named like the API fields)."""
-    from commands.leads import Handoff, handoff_many
+    from commands.intake import Handoff, handoff_many
     from sla.lead import LeadIn
 
     services = _services()

@@ -33,8 +33,9 @@ from bot.presenters import lead_card, money
 from bot.services import Services, build_services
 from bot.settings import Settings
 from commands import labels
+from commands.actions import ActionRequest, perform
 from commands.context import Context, identify
-from commands.leads import handoff, perform
+from commands.intake import handoff
 from sla.agreement import Agreement
 from sla.clock import FixedClock, ScaledClock
 from sla.lead import LeadIn
@@ -400,14 +401,14 @@ class _Demo:
     def status_line(self, label: str = "status") -> None:
         """`/sla status` in one line: both sides of the agreement, month to date."""
         numbers = self.services.status()
-        m, s = numbers["marketing"], numbers["sales"]
-        breaches = s["open_breaches"]
-        named = ", ".join(f"{b['name']} ({b.get('owner_name') or 'unassigned'})" for b in numbers["breaches"][:3])
+        m, s = numbers.marketing, numbers.sales
+        breaches = s.open_breaches
+        named = ", ".join(f"{b.name} ({b.owner_name or 'unassigned'})" for b in numbers.breaches[:3])
         named += f" and {breaches - 3} more" if breaches > 3 else ""
-        self.say(f"{label}: Marketing {m['workable']} of {m['goal']} workable leads this month "
-                 f"({m['nurture']} to nurture) · "
-                 + (f"Sales worked {labels.percent(s['worked_pct'])} of {labels.count_of(s['cohort'], 'lead')} "
-                    f"due, {labels.percent(s['within_sla_pct'])} touched within the SLA · " if s["cohort"]
+        self.say(f"{label}: Marketing {m.workable} of {m.goal} workable leads this month "
+                 f"({m.nurture} to nurture) · "
+                 + (f"Sales worked {labels.percent(s.worked_pct)} of {labels.count_of(s.cohort, 'lead')} "
+                    f"due, {labels.percent(s.within_sla_pct)} touched within the SLA · " if s.cohort
                     else "Sales has no lead due yet · ")
                  + (f"{breaches} open breach{'es' if breaches != 1 else ''}: {named}" if breaches
                     else "no open breaches"))
@@ -636,9 +637,9 @@ class _Demo:
         extra, chosen = self._choice(button, plan)
         payload = ActionPayload.parse(button.payload(**extra))
         actor = identify(self.agreement, platform="console", user_id=rep.name)
-        outcome = perform(self.ctx, lead_id=payload.lead_id, action=payload.action, actor=actor,
+        outcome = perform(self.ctx, ActionRequest(lead_id=payload.lead_id, action=payload.action, actor=actor,
                           version=payload.version, reason=payload.reason, amount=payload.amount,
-                          to_rep=payload.to_rep)
+                          to_rep=payload.to_rep))
         if not outcome.refused:
             self.summary.rep_clicks += 1
         self.say(f"{rep.name} clicks [{button.label}{chosen}] on {lead.name}'s card",

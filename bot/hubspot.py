@@ -26,7 +26,7 @@ from prometheus_client import Counter
 
 from bot.services import Services
 from commands import crm
-from commands.leads import Handoff, handoff_many
+from commands.intake import Handoff, handoff_many
 
 log = logging.getLogger("slabot.hubspot")
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import anyio
 
 from commands.context import Context
-from commands.leads import Handoff, IntakeResult, handoff_many
+from commands.intake import Handoff, IntakeResult, handoff_many
 
 log = logging.getLogger("slabot.intake")
 MAX_BATCH = 200

@@ -15,8 +15,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from commands.actions import record_outcome
 from commands.context import Context
-from commands.leads import record_outcome
 from sla.agreement import HubSpotIntegration
 from sla.lead import LeadIn
 from sla.lifecycle import Refused

@@ -47,14 +47,16 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
 from commands import labels
+from commands.assignment import assign, lead_clock, rep_loads
 from commands.context import Context, team_channel
-from commands.leads import add_event, assign, lead_clock, notify_person, queue_card, rep_loads, resolve_person
+from commands.notification import notify_person, queue_card, resolve_person
 from sla.agreement import Nudge, Team
 from sla.clock import as_utc
 from sla.clocks import Due
 from sla.lifecycle import Action, Refused, Role, State, next_state
 from sla.routing import choose_rep
 from storage.db import affected
+from storage.leads import add_event
 from storage.sweep import due_lead_ids
 from storage.tables import Lead, MessageRef, OutboxMessage, RoutingCursor
 
@@ -248,7 +250,7 @@ def _shown_late(session: Session, ctx: Context, lead: Lead, now: datetime) -> bo
            version=lead.version + 1, owner_since=now, nudge_steps_done=0,
            first_touch_due=ctx.clocks.first_touch_due(lead.tier, now), claim_due=ctx.clocks.claim_due(now))
     queue_card(session, ctx, lead, now)
-    add_event(session, lead, at=now, actor="system", type="card_late",
+    add_event(session, lead=lead, at=now, actor="system", type="card_late",
               reason="routed while no chat platform was configured: card posted now, fresh first-touch window")
     if lead.owner:
         notify_person(session, ctx, person_key=f"rep:{lead.owner}", now=now, lead_id=lead.id,
@@ -316,7 +318,7 @@ def _fire_nudge(session: Session, ctx: Context, lead: Lead, due: Due, now: datet
                              texts=texts, now=now,
                              dedupe=f"nudge:{lead.id}:{seq}:{step}:{ctx.agreement.version}")
     report.notifications += len(notified)
-    add_event(session, lead, at=now, actor="system", type="nudge", step=step,
+    add_event(session, lead=lead, at=now, actor="system", type="nudge", step=step,
               at_pct=round(nudge.at * 100, 2), owner=owner, notified=notified,
               reassigned_to=reassigned_to)
 
@@ -333,7 +335,7 @@ def _fire_claim_timeout(session: Session, ctx: Context, lead: Lead, now: datetim
     if new_owner is None or team is None:
         # Everyone available has had it: stop rotating, tell the manager once.
         _claim(session, lead, guard, claim_due=None)
-        add_event(session, lead, at=now, actor="system", type="claim_timeout", owner=owner,
+        add_event(session, lead=lead, at=now, actor="system", type="claim_timeout", owner=owner,
                   reassigned_to=None, reason="no rep left who has not had this lead")
         if team is not None and team.manager is not None:
             who = _rep_name(ctx, owner) if owner else "nobody"
@@ -345,7 +347,7 @@ def _fire_claim_timeout(session: Session, ctx: Context, lead: Lead, now: datetim
             report.notifications += 1
         return
     _claim(session, lead, guard, version=lead.version + 1)
-    add_event(session, lead, at=now, actor="system", type="claim_timeout", owner=owner,
+    add_event(session, lead=lead, at=now, actor="system", type="claim_timeout", owner=owner,
               reassigned_to=new_owner, reason=f"not claimed or touched within {within}")
     story = f"{_rep_name(ctx, owner)} did not claim it within {within}" if owner else "it had no owner"
     reassigned_to = _reassign(session, ctx, lead, team, now, story=story,
@@ -370,7 +372,7 @@ def _fire_cadence(session: Session, ctx: Context, lead: Lead, due: Due, now: dat
         notify_person(session, ctx, person_key=f"rep:{lead.owner}", now=now, lead_id=lead.id, text=text,
                       dedupe=f"cadence:{lead.id}:{attempt}:{ctx.agreement.version}")
         report.notifications += 1
-    add_event(session, lead, at=now, actor="system", type="cadence_reminder", attempt=attempt,
+    add_event(session, lead=lead, at=now, actor="system", type="cadence_reminder", attempt=attempt,
               owner=lead.owner)
 
 
@@ -391,7 +393,7 @@ def _fire_cadence_ending(session: Session, ctx: Context, lead: Lead, now: dateti
         notify_person(session, ctx, person_key=f"rep:{lead.owner}", now=now, lead_id=lead.id, text=text,
                       dedupe=f"cadence_end:{lead.id}:{ctx.agreement.version}")
         report.notifications += 1
-    add_event(session, lead, at=now, actor="system", type="cadence_warning", attempts=lead.attempts,
+    add_event(session, lead=lead, at=now, actor="system", type="cadence_warning", attempts=lead.attempts,
               owner=lead.owner)
 
 

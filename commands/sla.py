@@ -26,8 +26,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from commands import labels
+from commands.actions import set_away
+from commands.assignment import is_away
 from commands.context import Actor, Context
-from commands.leads import is_away, set_away
 from commands.plan import plan_command
 from commands.registry import COMMANDS, help_lines
 from sla.lifecycle import State

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
@@ -13,8 +13,10 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult, Result
-from sqlmodel import Session
+from sqlalchemy.exc import IntegrityError as IntegrityError
+from sqlmodel import Session as Session
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
@@ -22,6 +24,36 @@ MIGRATIONS = Path(__file__).with_name("migrations")
 def affected(result: Result[Any]) -> int:
     """Rows matched by an UPDATE/INSERT: how every compare-and-set learns whether it won."""
     return int(cast(CursorResult[Any], result).rowcount)
+
+
+_UPSERTS: dict[tuple[str, str, tuple[str, ...], tuple[str, ...], str], Any] = {}
+
+
+def upsert(session: Session, table: Any, row: dict[str, Any], *, keys: Sequence[str],
+           update: Sequence[str] = (), returning: Any = None) -> Any:
+    """The one insert-or-ignore (or insert-or-update) of slabot, on SQLite and PostgreSQL alike:
+    `INSERT ... ON CONFLICT (keys) DO NOTHING`, or `DO UPDATE SET` the `update` columns from `row`.
+    The statement is built once per dialect, table and keys, with the values as parameters.
+
+    Without `returning`: True when a row went in or was updated (the rowcount). With a `returning`
+    column: that column of the row written, else None (PostgreSQL reads single-row inserts through
+    RETURNING, which leaves rowcount at -1, so a caller that must know on both asks for a column).
+    """
+    dialect = session.get_bind().dialect.name
+    cache = (dialect, table.__tablename__, tuple(keys), tuple(update), "" if returning is None else str(returning))
+    statement = _UPSERTS.get(cache)
+    if statement is None:
+        insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+        statement = (insert.on_conflict_do_update(index_elements=list(keys),
+                                                  set_={c: insert.excluded[c] for c in update})
+                     if update else insert.on_conflict_do_nothing(index_elements=list(keys)))
+        if returning is not None:
+            statement = statement.returning(returning)
+        _UPSERTS[cache] = statement
+    if returning is not None:
+        return session.execute(statement, row).scalar()
+    # Core on the session's connection: a CursorResult, whose rowcount says whether it wrote.
+    return session.connection().execute(statement, row).rowcount > 0
 
 
 def normalize_url(url: str) -> str:

@@ -37,8 +37,8 @@ from bot.slack.render import (
     command_response,
     home_view,
 )
+from commands.actions import ActionRequest, perform
 from commands.context import Actor, identify, known_email
-from commands.leads import perform
 from commands.sla import CommandReply, is_known, leads_reply, my_scope, not_in_agreement, run, status_reply
 from sla.lifecycle import Action, Refused, State, next_state
 from storage.outbox import enqueue, get_message_ref
@@ -172,8 +172,9 @@ class SlackListeners:
         """Run the action (authorized against the database now), then queue what chat must show."""
         try:
             outcome = await self._thread(
-                perform, self.ctx, lead_id=payload.lead_id, action=payload.action, actor=actor,
-                version=payload.version, reason=payload.reason, amount=payload.amount, to_rep=payload.to_rep)
+                perform, self.ctx, ActionRequest(
+                    lead_id=payload.lead_id, action=payload.action, actor=actor, version=payload.version,
+                    reason=payload.reason, amount=payload.amount, to_rep=payload.to_rep))
         except Exception:
             # Nothing was recorded (the change is one transaction). Say so directly: the outbox
             # lives in the same database that just failed.

@@ -7,7 +7,7 @@ What arrives and what slabot does with it:
   for proactive posts; bot removed or channel deleted: forget it.
 * message (`@slabot sla status` in a channel, `sla leads` in a personal chat): the neutral
   `/sla` command (commands.sla.run), answered in place. `sla link TEAM` in a channel binds it.
-* invoke `adaptiveCard/action` (a card button): commands.leads.perform with the same rules as
+* invoke `adaptiveCard/action` (a card button): commands.actions.perform with the same rules as
   Slack; answered with the refreshed card, or, when refused, with a message only the clicker
   sees while the outbox re-renders the card.
 
@@ -51,8 +51,8 @@ from bot.teams.auth import TeamsAuth, build_auth
 from bot.teams.inbound import malformed_card_action
 from bot.teams.render import render_card, reply_text
 from bot.teams.transport import ADAPTIVE_CARD, TeamsTransport, text_activity
+from commands.actions import ActionRequest, perform
 from commands.context import Actor, identify, team_channel
-from commands.leads import perform
 from sla.lifecycle import Action
 from storage.outbox import enqueue, get_message_ref
 from storage.tables import Lead
@@ -401,9 +401,9 @@ class SlabotTeams(ActivityHandler):  # type: ignore[misc]
             return AdaptiveCardInvokeResponse(status_code=400, type=ERROR_RESPONSE,
                                               value={"code": "BadRequest", "message": "Unknown card action."})
         actor = await self.actor(turn_context)
-        outcome = await anyio.to_thread.run_sync(lambda: perform(
-            self.ctx, lead_id=payload.lead_id, action=payload.action, actor=actor, version=payload.version,
-            reason=payload.reason, amount=payload.amount, to_rep=payload.to_rep))
+        outcome = await anyio.to_thread.run_sync(lambda: perform(self.ctx, ActionRequest(
+            lead_id=payload.lead_id, action=payload.action, actor=actor, version=payload.version,
+            reason=payload.reason, amount=payload.amount, to_rep=payload.to_rep)))
         if outcome.refused or outcome.lead is None:
             # Nothing changed. The message shows only to the clicker; the card in the channel is
             # re-rendered through the outbox in case theirs was stale. The invoke id dedupes

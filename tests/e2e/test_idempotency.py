@@ -20,7 +20,7 @@ import httpx
 import pytest
 from sqlmodel import col, select
 
-import commands.leads
+import commands.intake
 from bot.api import hubspot_signature
 from bot.app import create_app
 from bot.services import Services, build_services
@@ -160,7 +160,7 @@ def contact_created(object_id: int, event_id: int | None, attempt: int = 0) -> d
 def test_hubspot_retry_after_a_failure_creates_the_lead(app: tuple[LiveServer, Services],
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     server, services = app
-    real = commands.leads.qualify
+    real = commands.intake.qualify
     failures = [RuntimeError("the database went away mid-handoff")]
 
     def qualify(agreement: Any, lead_in: Any) -> Any:
@@ -168,7 +168,7 @@ def test_hubspot_retry_after_a_failure_creates_the_lead(app: tuple[LiveServer, S
             raise failures.pop()
         return real(agreement, lead_in)
 
-    monkeypatch.setattr(commands.leads, "qualify", qualify)
+    monkeypatch.setattr(commands.intake, "qualify", qualify)
     first = hubspot_post(server, [contact_created(501, 9001)])
     assert first.status_code == 500
     with services.ctx.db.read() as session:

@@ -223,16 +223,16 @@ def test_one_failing_handoff_fails_only_its_own_request(live: LiveServer, servic
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     import asyncio
 
-    import commands.leads
+    import commands.intake
 
-    real = commands.leads.qualify
+    real = commands.intake.qualify
 
     def qualify(agreement: Any, lead_in: Any) -> Any:
         if lead_in.external_id == "poison":
             raise RuntimeError("a bug hit by one lead")
         return real(agreement, lead_in)
 
-    monkeypatch.setattr(commands.leads, "qualify", qualify)
+    monkeypatch.setattr(commands.intake, "qualify", qualify)
 
     async def fire() -> dict[str, int]:
         async with httpx.AsyncClient(base_url=live.url, headers=AUTH) as http:

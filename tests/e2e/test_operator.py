@@ -31,7 +31,7 @@ from bot.settings import start_problems
 from commands.context import Context
 from commands.digest import queue_due_digests
 from commands.engine import sweep
-from commands.leads import Handoff, handoff_many
+from commands.intake import Handoff, handoff_many
 from sla.agreement import Agreement
 from sla.clock import FixedClock
 from sla.lead import LeadIn

@@ -30,7 +30,7 @@ import yaml
 from sqlmodel import col, select
 
 from commands.context import Context
-from commands.leads import Handoff, handoff_many
+from commands.intake import Handoff, handoff_many
 from sla.agreement import Agreement, load_agreement
 from sla.clock import FixedClock, SystemClock
 from sla.lead import LeadIn

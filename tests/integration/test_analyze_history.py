@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
+from commands.actions import record_outcome
 from commands.analyze import Options, analyze_history
 from commands.context import Context
-from commands.leads import Handoff, handoff_many, record_outcome
+from commands.intake import Handoff, handoff_many
 from sla.agreement import Agreement
 from sla.clock import FixedClock
 from sla.lead import LeadIn

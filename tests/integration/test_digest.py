@@ -11,10 +11,10 @@ from datetime import date, datetime, timedelta
 import pytest
 from sqlmodel import col, select
 
+from commands.actions import ActionRequest, perform
 from commands.context import Context
 from commands.digest import build_digest, digest_chart, queue_due_digests
 from commands.labels import business_time
-from commands.leads import perform
 from sla.agreement import Agreement, Digest
 from sla.clock import FixedClock
 from sla.lifecycle import Action
@@ -108,12 +108,14 @@ def populate(ctx: Context, clock: FixedClock) -> None:
     act(ctx, clock, local(2026, 11, 2, 10, 5), first.id, Action.LOG_CALL, first.owner or "")
     act(ctx, clock, local(2026, 11, 2, 10, 30), first.id, Action.CONNECTED, first.owner or "")
     clock.set(local(2026, 11, 3, 11, 0))
-    assert not perform(ctx, lead_id=first.id, action=Action.QUALIFY, actor=rep_actor(ctx, first.owner or ""),
-                       amount=24000).refused
+    assert not perform(ctx, ActionRequest(lead_id=first.id, action=Action.QUALIFY,
+                                          actor=rep_actor(ctx, first.owner or ""),
+                       amount=24000)).refused
     act(ctx, clock, local(2026, 11, 2, 15, 0), second.id, Action.LOG_EMAIL, second.owner or "")
     clock.set(local(2026, 11, 10, 10, 0))
-    assert not perform(ctx, lead_id=third.id, action=Action.DISQUALIFY, actor=rep_actor(ctx, third.owner or ""),
-                       reason="no_budget").refused
+    assert not perform(ctx, ActionRequest(lead_id=third.id, action=Action.DISQUALIFY,
+                                          actor=rep_actor(ctx, third.owner or ""),
+                       reason="no_budget")).refused
 
 
 def test_digest_numbers_are_exactly_those_of_status(ctx: Context, clock: FixedClock) -> None:

@@ -19,9 +19,10 @@ from bot.delivery import Posted
 from bot.engine import TickReport, tick
 from bot.scheduler import TICK_JOB_ID, serve_worker, start_scheduler
 from bot.services import Services, build_services
+from commands.actions import ActionRequest, perform
 from commands.context import Actor, Context
 from commands.engine import CLOSE_GRACE, due_lead_ids, sweep
-from commands.leads import handoff, perform
+from commands.intake import handoff
 from sla.agreement import Agreement, Nudge
 from sla.clock import FixedClock
 from sla.lead import LeadIn
@@ -71,7 +72,7 @@ def rep_actor(ctx: Context, rep: str) -> Actor:
 
 def act(ctx: Context, clock: FixedClock, at: datetime, lead_id: int, action: Action, rep: str) -> None:
     clock.set(at)
-    outcome = perform(ctx, lead_id=lead_id, action=action, actor=rep_actor(ctx, rep))
+    outcome = perform(ctx, ActionRequest(lead_id=lead_id, action=action, actor=rep_actor(ctx, rep)))
     assert not outcome.refused, outcome.text
 
 

@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 from sqlmodel import col, select
 
+from commands.actions import record_outcome
 from commands.context import Context
 from commands.digest import build_digest
-from commands.leads import Handoff, handoff_many, record_outcome
+from commands.intake import Handoff, handoff_many
 from sla.agreement import Agreement, parse_agreement
 from sla.clock import FixedClock
 from sla.lead import LeadIn

@@ -10,8 +10,9 @@ from typing import Any
 
 from sqlmodel import col, select
 
+from commands.actions import ActionRequest, perform, record_outcome, set_away
 from commands.context import Actor, Context, identify
-from commands.leads import handoff, perform, record_outcome, set_away
+from commands.intake import handoff
 from sla.agreement import Agreement
 from sla.clock import FixedClock
 from sla.lead import LeadIn
@@ -51,16 +52,16 @@ def test_owner_claims_calls_connects_and_qualifies(any_db: Database, agreement: 
     assert lead.owner == "eve" and lead.id is not None
     eve = slack_actor(agreement, EVE)
     clock.advance(timedelta(minutes=3))
-    out = perform(ctx, lead_id=lead.id, action=Action.CLAIM, actor=eve, version=1)
+    out = perform(ctx, ActionRequest(lead_id=lead.id, action=Action.CLAIM, actor=eve, version=1))
     assert not out.refused and out.lead is not None and out.lead.state == State.CLAIMED
     clock.advance(timedelta(minutes=4))
-    out = perform(ctx, lead_id=lead.id, action=Action.LOG_CALL, actor=eve, version=2)
+    out = perform(ctx, ActionRequest(lead_id=lead.id, action=Action.LOG_CALL, actor=eve, version=2))
     assert out.text == "Logged a call on Jane Doe: attempt 1 of 6."
     assert out.lead is not None and out.lead.first_touch_met is True
     assert out.lead.speed_to_lead_min == 7.0
-    out = perform(ctx, lead_id=lead.id, action=Action.CONNECTED, actor=eve, version=3)
+    out = perform(ctx, ActionRequest(lead_id=lead.id, action=Action.CONNECTED, actor=eve, version=3))
     assert out.lead is not None and (out.lead.attempts, out.lead.connects, out.lead.state) == (2, 1, "connected")
-    out = perform(ctx, lead_id=lead.id, action=Action.QUALIFY, actor=eve, version=4, amount=24000)
+    out = perform(ctx, ActionRequest(lead_id=lead.id, action=Action.QUALIFY, actor=eve, version=4, amount=24000))
     assert out.lead is not None and out.lead.state == "qualified" and out.lead.opportunity_amount == 24000
     assert not out.lead.is_open
     assert events(ctx, lead.id) == ["received", "routed", "claimed", "log_call", "connected", "qualify"]
@@ -76,7 +77,8 @@ def test_a_click_by_someone_else_changes_nothing(any_db: Database, agreement: Ag
     lead = new_lead(ctx)
     assert lead.id is not None
     for user in (FAY, ANA, "U0STRANGER"):
-        out = perform(ctx, lead_id=lead.id, action=Action.CLAIM, actor=slack_actor(agreement, user), version=1)
+        out = perform(ctx, ActionRequest(lead_id=lead.id, action=Action.CLAIM,
+                                         actor=slack_actor(agreement, user), version=1))
         assert out.refused and "owner or the team's manager" in out.text
     with any_db.read() as s:
         stored = s.get(Lead, lead.id)
@@ -90,8 +92,9 @@ def test_stale_card_and_double_click_are_harmless(any_db: Database, agreement: A
     lead = new_lead(ctx)
     assert lead.id is not None
     eve = slack_actor(agreement, EVE)
-    first = perform(ctx, lead_id=lead.id, action=Action.LOG_CALL, actor=eve, version=1)
-    again = perform(ctx, lead_id=lead.id, action=Action.LOG_CALL, actor=eve, version=1)  # same card twice
+    first = perform(ctx, ActionRequest(lead_id=lead.id, action=Action.LOG_CALL, actor=eve, version=1))
+    again = perform(ctx, ActionRequest(lead_id=lead.id, action=Action.LOG_CALL,
+                                       actor=eve, version=1))  # same card twice
     assert not first.refused and again.refused and "out of date" in again.text
     assert again.lead is not None and again.lead.attempts == 1
 
@@ -106,7 +109,7 @@ def test_concurrent_clicks_record_one_claim(any_db: Database, agreement: Agreeme
 
     def click() -> None:
         barrier.wait()
-        results.append(perform(ctx, lead_id=lead.id, action=Action.CLAIM, actor=eve, version=1).refused)
+        results.append(perform(ctx, ActionRequest(lead_id=lead.id, action=Action.CLAIM, actor=eve, version=1)).refused)
 
     threads = [threading.Thread(target=click) for _ in range(8)]
     for t in threads:
@@ -123,11 +126,11 @@ def test_manager_reassigns_with_a_fresh_window_and_the_new_owner_is_told(
     lead = new_lead(ctx)
     assert lead.id is not None and lead.sla_due is not None
     clock.advance(timedelta(minutes=20))
-    refused = perform(ctx, lead_id=lead.id, action=Action.REASSIGN, actor=slack_actor(agreement, EVE),
-                      version=1, to_rep="fay")
+    refused = perform(ctx, ActionRequest(lead_id=lead.id, action=Action.REASSIGN, actor=slack_actor(agreement, EVE),
+                      version=1, to_rep="fay"))
     assert refused.refused and "manager" in refused.text
-    out = perform(ctx, lead_id=lead.id, action=Action.REASSIGN, actor=slack_actor(agreement, DIEGO),
-                  version=1, to_rep="fay")
+    out = perform(ctx, ActionRequest(lead_id=lead.id, action=Action.REASSIGN, actor=slack_actor(agreement, DIEGO),
+                  version=1, to_rep="fay"))
     assert not out.refused and out.lead is not None
     assert out.lead.owner == "fay" and out.lead.previous_owners == ["eve"]
     assert out.lead.first_touch_due == clock.now() + timedelta(minutes=15)   # fresh window
@@ -135,8 +138,8 @@ def test_manager_reassigns_with_a_fresh_window_and_the_new_owner_is_told(
     with any_db.read() as s:
         dms = s.execute(select(OutboxMessage).where(col(OutboxMessage.kind) == "dm")).scalars().all()
     assert [(m.target, m.payload["text"].split(" is now")[0]) for m in dms] == [("U0FAY00001", "Jane Doe (Globex)")]
-    wrong = perform(ctx, lead_id=lead.id, action=Action.REASSIGN, actor=slack_actor(agreement, DIEGO),
-                    version=2, to_rep="ana")
+    wrong = perform(ctx, ActionRequest(lead_id=lead.id, action=Action.REASSIGN, actor=slack_actor(agreement, DIEGO),
+                    version=2, to_rep="ana"))
     assert wrong.refused and "not a rep of Mid-Market" in wrong.text
 
 
@@ -146,10 +149,11 @@ def test_recycling_before_the_cadence_needs_a_manager(any_db: Database, agreemen
     lead = new_lead(ctx)
     assert lead.id is not None
     eve = slack_actor(agreement, EVE)
-    perform(ctx, lead_id=lead.id, action=Action.LOG_CALL, actor=eve, version=1)
-    out = perform(ctx, lead_id=lead.id, action=Action.RECYCLE, actor=eve, version=2)
+    perform(ctx, ActionRequest(lead_id=lead.id, action=Action.LOG_CALL, actor=eve, version=1))
+    out = perform(ctx, ActionRequest(lead_id=lead.id, action=Action.RECYCLE, actor=eve, version=2))
     assert out.refused and "6 attempts" in out.text and "has 1" in out.text
-    out = perform(ctx, lead_id=lead.id, action=Action.RECYCLE, actor=slack_actor(agreement, DIEGO), version=2)
+    out = perform(ctx, ActionRequest(lead_id=lead.id, action=Action.RECYCLE,
+                                     actor=slack_actor(agreement, DIEGO), version=2))
     assert not out.refused and out.lead is not None and out.lead.state == "recycled"
 
 
@@ -158,9 +162,10 @@ def test_disqualify_needs_an_agreed_reason(any_db: Database, agreement: Agreemen
     lead = new_lead(ctx)
     assert lead.id is not None
     eve = slack_actor(agreement, EVE)
-    out = perform(ctx, lead_id=lead.id, action=Action.DISQUALIFY, actor=eve, version=1, reason="meh")
+    out = perform(ctx, ActionRequest(lead_id=lead.id, action=Action.DISQUALIFY, actor=eve, version=1, reason="meh"))
     assert out.refused and "no_budget" in out.text
-    out = perform(ctx, lead_id=lead.id, action=Action.DISQUALIFY, actor=eve, version=1, reason="competitor")
+    out = perform(ctx, ActionRequest(lead_id=lead.id, action=Action.DISQUALIFY,
+                                     actor=eve, version=1, reason="competitor"))
     assert out.lead is not None and out.lead.state == "disqualified" and out.lead.disqualify_reason == "competitor"
 
 
@@ -215,7 +220,7 @@ def test_crm_outcomes_are_idempotent(any_db: Database, agreement: Agreement, clo
 
 def test_a_batch_of_handoffs_routes_and_dedupes_like_single_ones(any_db: Database, agreement: Agreement,
                                                                   clock: FixedClock) -> None:
-    from commands.leads import Handoff, handoff_many
+    from commands.intake import Handoff, handoff_many
 
     ctx = make_ctx(any_db, agreement, clock)
     body = json.loads(EXAMPLE_LEAD.read_text())

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from commands import sla
+from commands.actions import record_outcome
 from commands.context import Context, identify
-from commands.leads import Handoff, handoff_many, record_outcome
+from commands.intake import Handoff, handoff_many
 from sla.lead import LeadIn
 from sla.planning import Plan
 from tests.conftest import EXAMPLE_AGREEMENT

@@ -12,7 +12,7 @@ from sqlmodel import select
 
 from commands import sla
 from commands.context import Actor, Context, identify
-from commands.leads import handoff
+from commands.intake import handoff
 from commands.registry import COMMANDS, usage_hint
 from sla.clock import FixedClock
 from sla.lead import LeadIn
@@ -148,12 +148,12 @@ def test_leads_for_rep_manager_vp_and_stranger(ctx: Context, clock: FixedClock) 
 
 
 def test_leads_after_a_touch_show_attempts_and_are_capped(ctx: Context, clock: FixedClock) -> None:
-    from commands.leads import perform
+    from commands.actions import ActionRequest, perform
     from sla.lifecycle import Action
 
     first = new_lead(ctx, external_id="smb-0", employees=200)
     assert first.id is not None
-    perform(ctx, lead_id=first.id, action=Action.LOG_CALL, actor=who(ctx, ANA))
+    perform(ctx, ActionRequest(lead_id=first.id, action=Action.LOG_CALL, actor=who(ctx, ANA)))
     line = ask(ctx, ANA, "leads").lines[0]
     assert "Working · 1 of 6 attempts, last Tue Nov 24, 10:00 EST" in line
     for i in range(sla.LEADS_LIMIT + 3):

@@ -14,8 +14,9 @@ from bot.cards import ActionPayload, Button, Card, Fact, Mention, Option
 from bot.presenters import lead_card
 from bot.slack import render
 from bot.slack.transport import api_error
+from commands.actions import ActionRequest, perform
 from commands.context import Context
-from commands.leads import handoff, perform
+from commands.intake import handoff
 from commands.sla import CommandReply
 from sla.lead import LeadIn
 from sla.lifecycle import Action
@@ -91,8 +92,8 @@ def test_the_card_speaks_plain_words_and_its_selects_carry_identifiers(ctx: Cont
         assert raw not in shown, raw
 
     assert lead.id is not None and lead.owner is not None
-    refused = perform(ctx, lead_id=lead.id, action=Action.DISQUALIFY, actor=rep_actor(ctx, lead.owner),
-                      reason="bad_contact_data").refused
+    refused = perform(ctx, ActionRequest(lead_id=lead.id, action=Action.DISQUALIFY, actor=rep_actor(ctx, lead.owner),
+                      reason="bad_contact_data")).refused
     assert not refused
     with ctx.db.read() as session:
         closed = session.get(type(lead), lead.id)

@@ -28,7 +28,7 @@ from bot.teams.render import (
 )
 from bot.teams.transport import error_for_status, retry_after_seconds
 from commands.context import Context
-from commands.leads import handoff
+from commands.intake import handoff
 from commands.registry import COMMANDS
 from manifests.teams import build_package, teams_manifest
 from sla.lead import LeadIn

@@ -1,0 +1,120 @@
+"""Who owns a lead: routing (round robin or least loaded, over the reps' loads and the team's
+cursor), assigning, reassigning, and the lead's clock that follows from its owner."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+
+from commands.context import Context
+from commands.notification import notify_person
+from sla.agreement import Team
+from sla.clocks import LeadClock
+from sla.lifecycle import State
+from sla.routing import RepLoad, choose_rep
+from storage.db import Session
+from storage.leads import add_event, iso
+from storage.routing import is_away, last_rep, rep_counts, save_cursor
+from storage.tables import Lead
+
+__all__ = ["Routing", "announce_owner", "assign", "is_away", "lead_clock", "refresh_next_check", "rep_loads",
+           "set_owner"]
+
+
+class Routing:
+    """Rep loads and round-robin cursors, read once per team per transaction and kept current as
+    leads are assigned in it (SQLite's write lock, or PostgreSQL's cursor row lock, keeps other
+    writers out until commit)."""
+
+    def __init__(self, session: Session, ctx: Context, now: datetime) -> None:
+        self.session, self.ctx, self.now = session, ctx, now
+        self.loads: dict[str, dict[str, RepLoad]] = {}
+        self.cursors: dict[str, str | None] = {}
+
+    def forget(self) -> None:
+        """After a rolled-back savepoint: read everything again."""
+        self.loads.clear()
+        self.cursors.clear()
+
+    def choose(self, team: Team, exclude: frozenset[str]) -> tuple[str | None, str]:
+        if team.key not in self.loads:
+            with self.session.no_autoflush:
+                self.cursors[team.key] = last_rep(self.session, team=team.key, now=self.now, lock=True)
+                self.loads[team.key] = rep_loads(self.session, self.ctx, team, self.now)
+        loads = self.loads[team.key]
+        routing = self.ctx.agreement.routing
+        choice = choose_rep(team=team, strategy=routing.strategy, loads=loads, last_rep=self.cursors[team.key],
+                            skip_unavailable=routing.skip_unavailable, exclude=exclude)
+        if choice.rep is not None:
+            save_cursor(self.session, team=team.key, rep=choice.rep, now=self.now)
+            self.cursors[team.key] = choice.rep
+            load = loads.get(choice.rep, RepLoad())
+            loads[choice.rep] = replace(load, open_leads=load.open_leads + 1,
+                                        assigned_this_week=load.assigned_this_week + 1)
+        return choice.rep, choice.reason
+
+
+def rep_loads(session: Session, ctx: Context, team: Team, now: datetime) -> dict[str, RepLoad]:
+    """Open leads and this week's assignments per rep, and whether they are away."""
+    week_start, _ = ctx.calendar.week_bounds(now)
+    counts = rep_counts(session, reps=[r.key for r in team.reps], week_start=week_start, now=now)
+    return {k: RepLoad(away=away, open_leads=open_leads, assigned_this_week=week)
+            for k, (away, open_leads, week) in counts.items()}
+
+
+def assign(session: Session, ctx: Context, lead: Lead, team: Team, now: datetime, *,
+           exclude: frozenset[str], actor: str, to_rep: str | None = None, why: str = "") -> None:
+    """Give the lead an owner with a fresh first-touch window, or leave it for the team to claim."""
+    reason = set_owner(session, ctx, lead, team, now, exclude=exclude, actor=actor, to_rep=to_rep, why=why)
+    announce_owner(session, ctx, lead, team, now, actor=actor, reason=reason)
+
+
+def set_owner(session: Session, ctx: Context, lead: Lead, team: Team, now: datetime, *,
+               exclude: frozenset[str], actor: str, to_rep: str | None = None, why: str = "",
+               routing: Routing | None = None) -> str:
+    if to_rep is not None:
+        rep_key: str | None = to_rep
+        reason = why or f"assigned by {actor}"
+    else:
+        rep_key, chosen_because = (routing or Routing(session, ctx, now)).choose(team, exclude)
+        reason = (f"{why}; " if why else "") + chosen_because
+    if lead.owner and lead.owner not in lead.previous_owners:
+        lead.previous_owners = [*lead.previous_owners, lead.owner]
+    lead.owner = rep_key
+    lead.owner_since = now
+    lead.owner_seq = (lead.owner_seq or 0) + 1
+    lead.routing_reason = reason[:500]
+    lead.state = State.ROUTED
+    lead.is_open = True
+    lead.claimed_at = None
+    lead.nudge_steps_done = 0
+    assert lead.tier is not None
+    lead.first_touch_due = ctx.clocks.first_touch_due(lead.tier, now)
+    lead.claim_due = ctx.clocks.claim_due(now)
+    refresh_next_check(ctx, lead)
+    return reason
+
+
+def announce_owner(session: Session, ctx: Context, lead: Lead, team: Team, now: datetime, *,
+                    actor: str, reason: str) -> None:
+    add_event(session, lead=lead, at=now, actor=actor, type="routed", team=team.key, rep=lead.owner,
+              reason=reason, first_touch_due=iso(lead.first_touch_due))
+    if lead.owner is None and team.manager is not None:
+        notify_person(session, ctx, person_key=f"manager:{team.key}", now=now, lead_id=lead.id,
+                      dedupe=f"unrouted:{lead.id}:{lead.owner_seq}",
+                      text=f"No rep of {team.name} is available for {lead.name}: {reason}.")
+
+
+def lead_clock(lead: Lead) -> LeadClock:
+    assert lead.tier and lead.routed_at and lead.owner_since
+    return LeadClock(tier=lead.tier, routed_at=lead.routed_at, owner_since=lead.owner_since,
+                     # A handled claim timeout (claim_due cleared) stops that clock too.
+                     claimed=lead.claimed_at is not None or lead.claim_due is None,
+                     touched=lead.attempts > 0,
+                     attempts=lead.attempts, nudge_steps_done=lead.nudge_steps_done,
+                     cadence_reminded=lead.cadence_reminded, cadence_warned=lead.cadence_warned)
+
+
+def refresh_next_check(ctx: Context, lead: Lead) -> None:
+    due = ctx.clocks.next_due(lead_clock(lead)) if lead.is_open and lead.tier else None
+    lead.next_check_at = due.at if due else None

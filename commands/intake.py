@@ -1,0 +1,230 @@
+"""Handoffs from Marketing: validate-qualify-route-store, with dedupe (the same `external_id` is
+the same lead, its changed facts written to it) and idempotency (the same Idempotency-Key is the same
+request; a different body under it is a conflict), and inbound event receipts (a sender's retry)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from commands.actions import save
+from commands.assignment import Routing, announce_owner, set_owner
+from commands.context import Context
+from commands.notification import queue_card
+from sla.agreement import Experiment
+from sla.experiments import candidates as experiment_candidates
+from sla.experiments import tier_for as experiment_tier
+from sla.lead import LeadIn
+from sla.lifecycle import Refused, State
+from sla.qualification import Decision, qualify, route_team
+from storage.db import IntegrityError, Session
+from storage.experiments import take_place
+from storage.leads import add_event, find_duplicate, insert_lead, iso
+from storage.receipts import record_receipt
+from storage.tables import Lead
+
+
+@dataclass(frozen=True)
+class IntakeResult:
+    lead: Lead
+    duplicate: bool
+    #: Why this handoff was refused (the same Idempotency-Key with a different body): a 409.
+    conflict: str | None = None
+    #: The facts a repeated `external_id` changed on the lead (names of the body's fields).
+    updated: tuple[str, ...] = ()
+
+    def body(self) -> dict[str, Any]:
+        body = lead_summary(self.lead)
+        if self.duplicate:
+            body["duplicate"] = True
+        if self.updated:
+            body["updated"] = list(self.updated)
+        return body
+
+
+def lead_summary(lead: Lead) -> dict[str, Any]:
+    """The lead as the intake API answers it."""
+    return {
+        "id": lead.id, "status": lead.state, "workable": lead.workable, "score": lead.score,
+        "tier": lead.tier, "value": lead.value, "team": lead.team, "rep": lead.owner,
+        "first_touch_due": iso(lead.first_touch_due),
+    }
+
+
+def _find_duplicate(session: Session, lead_in: LeadIn, key: str | None) -> Lead | None:
+    """The earlier lead with this idempotency key, else with this external id (both unique)."""
+    return find_duplicate(session, external_id=lead_in.external_id, idempotency_key=key)
+
+
+def body_fingerprint(body: dict[str, Any]) -> str:
+    """SHA-256 of a handoff's validated body as canonical JSON (sorted keys, no spaces)."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _body(lead_in: LeadIn) -> dict[str, Any]:
+    """What is stored as the lead's `payload`: the validated body, defaults left out."""
+    return lead_in.model_dump(mode="json", exclude_defaults=True)
+
+
+@dataclass(frozen=True)
+class Handoff:
+    lead: LeadIn
+    idempotency_key: str | None = None
+    actor: str = "api"
+    #: (source, key) of the inbound event this handoff comes from (a HubSpot eventId): recorded in
+    #: the same transaction as the lead, so a failure leaves neither and the sender's retry works.
+    receipt: tuple[str, str] | None = None
+
+
+def handoff(ctx: Context, lead_in: LeadIn, *, idempotency_key: str | None = None,
+            actor: str = "api") -> IntakeResult:
+    """Validate-qualify-route-store one handoff; a repeat of an earlier one returns that lead."""
+    return handoff_many(ctx, [Handoff(lead_in, idempotency_key, actor)])[0]
+
+
+def handoff_many(ctx: Context, handoffs: list[Handoff]) -> list[IntakeResult]:
+    """Many handoffs in one write transaction (group commit), each in its own savepoint.
+
+    SQLite has one writer at a time, so the cost of a handoff is the time it holds the write lock;
+    a batch shares one BEGIN/COMMIT, reads each team's rep loads and cursor once and keeps them
+    current as it assigns, so intake keeps up with bursts. Results come back in order; a lead
+    repeated within the batch, or raced in by another process, is answered as a duplicate.
+    """
+    now = ctx.now()
+    results: list[IntakeResult] = []
+    with ctx.db.write() as session:
+        routing = Routing(session, ctx, now)
+        channels: dict[tuple[str, str], str | None] = {}
+        for item in handoffs:
+            seen_event = item.receipt is not None and not _receive(session, item.receipt, now)
+            existing = _find_duplicate(session, item.lead, item.idempotency_key)
+            if existing is not None:
+                results.append(IntakeResult(existing, duplicate=True) if seen_event
+                               else _repeat(session, ctx, existing, item, now, channels))
+                continue
+            try:
+                with session.begin_nested():
+                    lead = _new_lead(session, ctx, item.lead, item.idempotency_key, now, item.actor,
+                                     routing, channels)
+                results.append(IntakeResult(lead, duplicate=False))
+            except IntegrityError:
+                # Another process inserted the same id between our check and our insert.
+                routing.forget()
+                existing = _find_duplicate(session, item.lead, item.idempotency_key)
+                if existing is None:
+                    raise
+                results.append(_repeat(session, ctx, existing, item, now, channels))
+    return results
+
+
+def _receive(session: Session, receipt: tuple[str, str], now: datetime) -> bool:
+    """Record an inbound event id; False when it was recorded before (a retry of that event)."""
+    source, key = receipt
+    return record_receipt(session, source=source, key=key, now=now)
+
+
+def _repeat(session: Session, ctx: Context, lead: Lead, item: Handoff, now: datetime,
+            channels: dict[tuple[str, str], str | None]) -> IntakeResult:
+    """A handoff for a lead that exists already.
+
+    The same Idempotency-Key means "this exact request again": the same body is answered with the
+    lead, a different body is a conflict (the sender reused a key, and must learn its data was not
+    taken). The same `external_id` with a new key, or none, is the CRM sending the lead's record
+    again: changed facts are written to the lead (score, tier, team and owner stay as decided).
+    """
+    body = _body(item.lead)
+    key = item.idempotency_key
+    if key and lead.idempotency_key == key:
+        if (lead.fingerprint or body_fingerprint(lead.payload)) != body_fingerprint(body):
+            return IntakeResult(lead, duplicate=True, conflict=(
+                f"Idempotency-Key {key!r} was already used for lead {lead.id} with a different body; "
+                "nothing was changed. Send new data with a new key."))
+        return IntakeResult(lead, duplicate=True)
+    try:
+        with session.begin_nested():
+            changed = _update_facts(session, ctx, lead, item.lead, body, now, item.actor, channels)
+    except Refused:
+        return IntakeResult(lead, duplicate=True, conflict=(
+            f"Lead {lead.id} changed while its facts were being updated; send the update again."))
+    return IntakeResult(lead, duplicate=True, updated=changed)
+
+
+#: The lead's columns that mirror a field of the handoff body.
+_FACTS = ("email", "title", "company", "employees", "source", "offer", "crm_url")
+
+
+def _update_facts(session: Session, ctx: Context, lead: Lead, lead_in: LeadIn, body: dict[str, Any],
+                  now: datetime, actor: str, channels: dict[tuple[str, str], str | None]) -> tuple[str, ...]:
+    old = lead.payload or {}
+    body = dict(body)
+    # When the lead was first received is history, not a fact a later copy can change.
+    body.pop("received_at", None)
+    if "received_at" in old:
+        body["received_at"] = old["received_at"]
+    changed = tuple(sorted(k for k in set(body) | set(old) if body.get(k) != old.get(k)))
+    if not changed:
+        return ()
+    seen = lead.version
+    save(session, lead, seen)
+    for name in _FACTS:
+        setattr(lead, name, getattr(lead_in, name))
+    lead.name = lead_in.display_name
+    lead.payload = body
+    session.flush()
+    add_event(session, lead=lead, at=now, actor=actor, type="updated", fields=list(changed))
+    queue_card(session, ctx, lead, now, channels)
+    return changed
+
+
+def _new_lead(session: Session, ctx: Context, lead_in: LeadIn, idempotency_key: str | None,
+              now: datetime, actor: str, routing: Routing, channels: dict[tuple[str, str], str | None]) -> Lead:
+    decision = qualify(ctx.agreement, lead_in)
+    experiment = _experiment(session, ctx, lead_in, decision, now)
+    to_sales = decision.workable or experiment is not None
+    payload = _body(lead_in)
+    lead = Lead(
+        external_id=lead_in.external_id, idempotency_key=idempotency_key, fingerprint=body_fingerprint(payload),
+        agreement_version=ctx.agreement.version, email=lead_in.email, name=lead_in.display_name,
+        title=lead_in.title, company=lead_in.company, employees=lead_in.employees,
+        source=lead_in.source, offer=lead_in.offer, crm_url=lead_in.crm_url,
+        payload=payload, received_at=lead_in.received_at,
+        handed_off_at=now, workable=decision.workable, score=decision.score,
+        score_reasons=decision.score_reasons, reasons=decision.reasons, nurture_reason=decision.nurture_reason,
+        persona=decision.persona, value=decision.value,
+        tier=experiment_tier(ctx.agreement, lead_in, decision.score) if experiment else decision.tier,
+        state=State.ROUTED if to_sales else State.NURTURE, experiment=experiment.key if experiment else None,
+    )
+    team = ctx.agreement.team(route_team(ctx.agreement, lead_in)) if to_sales else None
+    reason = ""
+    if team is not None:
+        # Route before the INSERT, so the lead is written once with its owner and deadlines.
+        lead.team, lead.routed_at = team.key, now
+        reason = set_owner(session, ctx, lead, team, now, exclude=frozenset(), actor="system", routing=routing)
+        lead.sla_due = lead.first_touch_due
+    # Intake is the hot path (hundreds a second): one Core INSERT (storage.leads.insert_lead).
+    lead.id = insert_lead(session, lead=lead)
+    add_event(session, lead=lead, at=now, actor=actor, type="received", score=decision.score,
+              reasons=decision.reasons, agreement_version=ctx.agreement.version)
+    if team is None:
+        add_event(session, lead=lead, at=now, actor="system", type="nurture", reason=decision.nurture_reason)
+        return lead
+    if experiment is not None:
+        add_event(session, lead=lead, at=now, actor="system", type="experiment", experiment=experiment.key,
+                  reason=decision.nurture_reason)
+    announce_owner(session, ctx, lead, team, now, actor="system", reason=reason)
+    queue_card(session, ctx, lead, now, channels)
+    return lead
+
+
+def _experiment(session: Session, ctx: Context, lead_in: LeadIn, decision: Decision,
+                now: datetime) -> Experiment | None:
+    """The agreement experiment that sends this not-workable lead to Sales, if one has room left
+    (its place is claimed in this transaction: a rolled-back lead gives it back)."""
+    for experiment in experiment_candidates(ctx.agreement, lead_in, decision, ctx.calendar.local_date(now)):
+        if take_place(session, experiment, now):
+            return experiment
+    return None
