@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from bot import api
+from bot import api, desk
 from bot.services import Services
 
 log = logging.getLogger("slabot")
@@ -56,6 +56,7 @@ def create_app(services: Services, *, run_worker: bool = False, run_scheduler: b
     app.state.shutdown_hooks = []
     services.telemetry.install(app)
     api.install(app)
+    desk.install(app, services)   # the desk under /desk (bot/desk): pages, sign-in, clicks
     settings = services.settings
     if settings.console:
         from bot.console import ConsoleTransport

@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     max_body_bytes: int = 256 * 1024
     #: The demo console transport (no chat credentials needed).
     console: bool = False
+    #: Signs the desk's session cookies (bot/desk). SLABOT_DESK=1 makes `serve` refuse to start without it.
+    slabot_secret_key: SecretStr | None = None
+    slabot_desk: bool = False
 
     #: Log lines: "text" (one readable line each) or "json" (one JSON object each).
     slabot_log_format: Literal["text", "json"] = "text"
@@ -101,6 +104,9 @@ def start_problems(settings: Settings) -> list[str]:
     if settings.teams_app_password and not settings.teams_app_id:
         problems.append("TEAMS_APP_PASSWORD is set but TEAMS_APP_ID is not: set the bot's Microsoft App ID, "
                         "or unset TEAMS_APP_PASSWORD to run without Teams")
+    if settings.slabot_desk and not settings.slabot_secret_key:
+        problems.append(f"SLABOT_DESK is on but SLABOT_SECRET_KEY is not set: the desk signs its sessions with it; "
+                        f"make one with {MAKE_TOKEN}")
     token = settings.slabot_intake_token
     if token is not None and len(token.get_secret_value()) < MIN_INTAKE_TOKEN:
         problems.append(f"SLABOT_INTAKE_TOKEN is shorter than {MIN_INTAKE_TOKEN} characters: make one with "

@@ -299,3 +299,18 @@ class OutboxLane(SQLModel, table=True):
     target: str = Field(primary_key=True, max_length=255)
     holder: str | None = Field(default=None, max_length=64)
     lease_until: datetime = _at(nullable=False)
+
+
+class DeskSignin(SQLModel, table=True):
+    """A one-time sign-in link to the desk (bot/desk): only the SHA-256 of its token is stored; a
+    POST spends it once (`used_at`), before `expires_at`."""
+
+    __tablename__ = "desk_signin"
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(unique=True, max_length=64)
+    #: Who it signs in: `rep:KEY`, `manager:TEAM`, `marketing_vp` or `sales_vp`.
+    person: str = Field(max_length=100)
+    next_path: str = Field(default="/desk", max_length=500)
+    created_at: datetime = _at(nullable=False)
+    expires_at: datetime = _at(nullable=False)
+    used_at: datetime | None = _at()

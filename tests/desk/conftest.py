@@ -1,0 +1,5 @@
+"""The desk tests' fixtures (tests/desk/helpers.py)."""
+
+from tests.desk.helpers import desk_live
+
+__all__ = ["desk_live"]
