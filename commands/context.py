@@ -6,15 +6,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlmodel import Session, col, select
-
 from sla.agreement import Agreement, Person, Team
 from sla.calendar import BusinessCalendar
 from sla.clock import Clock
 from sla.clocks import Clocks
 from sla.lifecycle import Role
-from storage.db import Database
-from storage.tables import ChannelBinding, Lead, PlatformUser
+from storage import bindings, identity
+from storage.db import Database, Session
+from storage.tables import Lead
 
 
 @dataclass
@@ -115,19 +114,12 @@ def identify(agreement: Agreement, *, platform: str, user_id: str, email: str | 
 
 def known_email(session: Session, *, platform: str, user_id: str) -> str | None:
     """The e-mail a platform's member lookup reported for this user, if we stored one."""
-    email: str | None = session.execute(
-        select(PlatformUser.email).where(col(PlatformUser.platform) == platform,
-                                         col(PlatformUser.user_id) == user_id)
-    ).scalars().first()
-    return email
+    return identity.known_email(session, platform=platform, user_id=user_id)
 
 
 def team_channel(session: Session, agreement: Agreement, *, team: Team, platform: str) -> str | None:
     """Where a team's cards go: a channel bound with `/sla link`, else the agreement's channel."""
-    bound: str | None = session.execute(
-        select(ChannelBinding.channel).where(col(ChannelBinding.team) == team.key,
-                                             col(ChannelBinding.platform) == platform)
-    ).scalars().first()
+    bound = bindings.bound_channel(session, team=team.key, platform=platform)
     if bound:
         return bound
     if platform == "console":

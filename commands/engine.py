@@ -42,10 +42,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-import sqlalchemy as sa
-from sqlalchemy.orm.attributes import set_committed_value
-from sqlmodel import Session, col, select
-
 from commands import labels
 from commands.assignment import assign, lead_clock, rep_loads
 from commands.context import Context, team_channel
@@ -55,10 +51,11 @@ from sla.clock import as_utc
 from sla.clocks import Due
 from sla.lifecycle import Action, Refused, Role, State, next_state
 from sla.routing import choose_rep
-from storage.db import affected
-from storage.leads import add_event
+from storage.db import Session
+from storage.leads import NOT_NULL, add_event, claim_step, ever_shown, lead_due
+from storage.routing import last_rep as cursor_rep
 from storage.sweep import due_lead_ids
-from storage.tables import Lead, MessageRef, OutboxMessage, RoutingCursor
+from storage.tables import Lead
 
 __all__ = ["CLOSE_GRACE", "NO_PLATFORM", "SweepReport", "due_lead_ids", "next_check", "sweep"]
 
@@ -157,12 +154,8 @@ def _merge(into: SweepReport, part: SweepReport) -> None:
 def _sweep_lead(ctx: Context, lead_id: int, now: datetime, report: SweepReport) -> None:
     """One lead, one transaction. Counts go into `report` only if the transaction commits."""
     with ctx.db.write() as session:
-        query = select(Lead).where(col(Lead.id) == lead_id, col(Lead.is_open) == sa.true(),
-                                   col(Lead.next_check_at) <= now)
-        if not ctx.db.is_sqlite:
-            # Another worker holding this lead is handling it: skip rather than wait.
-            query = query.with_for_update(skip_locked=True)
-        lead = session.execute(query).scalars().first()
+        # On PostgreSQL another worker holding this lead is handling it: skipped rather than waited for.
+        lead = lead_due(session, lead_id=lead_id, now=now)
         if lead is None:
             report.skipped += 1
             return
@@ -227,10 +220,8 @@ def _nudge(ctx: Context, step: int) -> Nudge:
 
 def _never_shown(session: Session, lead: Lead) -> bool:
     """No card was ever queued or posted for this lead, on any platform."""
-    queued = session.execute(select(OutboxMessage.id).where(
-        col(OutboxMessage.lead_id) == lead.id, col(OutboxMessage.kind) == "card").limit(1)).first()
-    posted = session.execute(select(MessageRef.id).where(col(MessageRef.lead_id) == lead.id).limit(1)).first()
-    return queued is None and posted is None
+    assert lead.id is not None
+    return not ever_shown(session, lead_id=lead.id)
 
 
 def _shown_late(session: Session, ctx: Context, lead: Lead, now: datetime) -> bool:
@@ -246,7 +237,7 @@ def _shown_late(session: Session, ctx: Context, lead: Lead, now: datetime) -> bo
                                for platform in ctx.platforms):
         return False        # no channel to show it in: the ladder goes on as it would (a manager hears)
     assert lead.tier is not None
-    _claim(session, lead, [*_untouched_guard(lead), col(Lead.version) == lead.version],
+    _claim(session, lead, {**_untouched_guard(lead), "version": lead.version},
            version=lead.version + 1, owner_since=now, nudge_steps_done=0,
            first_touch_due=ctx.clocks.first_touch_due(lead.tier, now), claim_due=ctx.clocks.claim_due(now))
     queue_card(session, ctx, lead, now)
@@ -263,26 +254,18 @@ def _shown_late(session: Session, ctx: Context, lead: Lead, now: datetime) -> bo
 # --- steps ---------------------------------------------------------------------------------------
 
 
-def _claim(session: Session, lead: Lead, guard: list[sa.ColumnElement[bool]], **values: object) -> None:
+def _claim(session: Session, lead: Lead, guard: dict[str, object], **values: object) -> None:
     """Claim a step: the UPDATE only matches if nobody advanced the lead since we read it.
 
     Here lay dragons: this is the guard that makes a step fire once across workers and replays.
     On a miss the whole transaction is rolled back and the lead counted as skipped.
     """
-    assert lead.id is not None
-    changed = affected(session.execute(
-        sa.update(Lead).where(col(Lead.id) == lead.id, *guard).values(**values)
-        .execution_options(synchronize_session=False)
-    ))
-    if not changed:
+    if not claim_step(session, lead=lead, guard=guard, values=values):
         raise _LostRace()
-    for name, value in values.items():
-        set_committed_value(lead, name, value)
 
 
-def _untouched_guard(lead: Lead) -> list[sa.ColumnElement[bool]]:
-    return [col(Lead.owner_seq) == lead.owner_seq, col(Lead.attempts) == 0,
-            col(Lead.is_open) == sa.true()]
+def _untouched_guard(lead: Lead) -> dict[str, object]:
+    return {"owner_seq": lead.owner_seq, "attempts": 0, "is_open": True}
 
 
 def _fire_nudge(session: Session, ctx: Context, lead: Lead, due: Due, now: datetime,
@@ -293,9 +276,9 @@ def _fire_nudge(session: Session, ctx: Context, lead: Lead, due: Due, now: datet
     team = ctx.agreement.team(lead.team or "")
     due_before = lead.first_touch_due
     new_owner = _eligible_new_owner(session, ctx, lead, team, now) if nudge.reassign else None
-    guard = [*_untouched_guard(lead), col(Lead.nudge_steps_done) == step]
+    guard = {**_untouched_guard(lead), "nudge_steps_done": step}
     if new_owner is not None:
-        guard.append(col(Lead.version) == lead.version)
+        guard["version"] = lead.version
         _claim(session, lead, guard, nudge_steps_done=step + 1, version=lead.version + 1)
     else:
         _claim(session, lead, guard, nudge_steps_done=step + 1)
@@ -328,8 +311,7 @@ def _fire_claim_timeout(session: Session, ctx: Context, lead: Lead, now: datetim
     seq, owner = lead.owner_seq, lead.owner
     team = ctx.agreement.team(lead.team or "")
     new_owner = _eligible_new_owner(session, ctx, lead, team, now)
-    guard = [*_untouched_guard(lead), col(Lead.claimed_at).is_(None),
-             col(Lead.claim_due).is_not(None), col(Lead.version) == lead.version]
+    guard = {**_untouched_guard(lead), "claimed_at": None, "claim_due": NOT_NULL, "version": lead.version}
     report.claim_timeouts += 1
     within = labels.duration(ctx.agreement.sales.claim_within)
     if new_owner is None or team is None:
@@ -358,8 +340,7 @@ def _fire_claim_timeout(session: Session, ctx: Context, lead: Lead, now: datetim
 def _fire_cadence(session: Session, ctx: Context, lead: Lead, due: Due, now: datetime,
                   report: SweepReport) -> None:
     attempt = due.step
-    _claim(session, lead, [col(Lead.cadence_reminded) == lead.cadence_reminded,
-                           col(Lead.attempts) == lead.attempts, col(Lead.is_open) == sa.true()],
+    _claim(session, lead, {"cadence_reminded": lead.cadence_reminded, "attempts": lead.attempts, "is_open": True},
            cadence_reminded=attempt)
     report.cadence_reminders += 1
     assert lead.tier is not None and lead.routed_at is not None
@@ -378,8 +359,7 @@ def _fire_cadence(session: Session, ctx: Context, lead: Lead, due: Due, now: dat
 
 def _fire_cadence_ending(session: Session, ctx: Context, lead: Lead, now: datetime,
                          report: SweepReport) -> None:
-    _claim(session, lead, [col(Lead.cadence_warned) == sa.false(), col(Lead.attempts) == lead.attempts,
-                           col(Lead.is_open) == sa.true()],
+    _claim(session, lead, {"cadence_warned": False, "attempts": lead.attempts, "is_open": True},
            cadence_warned=True)
     report.cadence_warnings += 1
     assert lead.tier is not None and lead.routed_at is not None
@@ -410,9 +390,7 @@ def _eligible_new_owner(session: Session, ctx: Context, lead: Lead, team: Team |
     except Refused:
         return None
     exclude = _had_it(lead)
-    last_rep = session.execute(
-        select(RoutingCursor.last_rep).where(col(RoutingCursor.team) == team.key)
-    ).scalars().first()
+    last_rep = cursor_rep(session, team=team.key, now=now, lock=False)
     choice = choose_rep(team=team, strategy=ctx.agreement.routing.strategy,
                         loads=rep_loads(session, ctx, team, now), last_rep=last_rep,
                         skip_unavailable=ctx.agreement.routing.skip_unavailable, exclude=exclude)

@@ -10,10 +10,11 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
 from storage.db import affected
-from storage.tables import Lead, LeadEvent
+from storage.tables import Lead, LeadEvent, MessageRef, OutboxMessage
 
 _INSERT_EVENT = sa.insert(LeadEvent)
 _INSERT_LEAD = sa.insert(Lead).returning(col(Lead.id))
@@ -126,3 +127,33 @@ def add_event(session: Session, *, lead: Lead, at: datetime, actor: str, type: s
     """Append to the lead's event log (the lead must have its id)."""
     assert lead.id is not None
     insert_event(session, lead_id=lead.id, at=at, actor=actor, type=type, data=data)
+
+
+#: In a `claim_step` guard: the column must hold a value (IS NOT NULL).
+NOT_NULL: Any = object()
+
+
+def claim_step(session: Session, *, lead: Lead, guard: dict[str, Any], values: dict[str, Any]) -> bool:
+    """`UPDATE lead SET values WHERE id = lead.id AND` every guard column still holds the value read
+    (None: IS NULL; NOT_NULL: IS NOT NULL). True when it matched; the values are then on `lead` as
+    its committed state. The engine's once-only guard: a step fires once across workers and replays."""
+    assert lead.id is not None
+    where: list[Any] = [col(Lead.id) == lead.id]
+    for name, value in guard.items():
+        column = getattr(Lead, name)
+        where.append(column.is_(None) if value is None else column.is_not(None) if value is NOT_NULL
+                     else column == value)
+    changed = affected(session.execute(
+        sa.update(Lead).where(*where).values(**values).execution_options(synchronize_session=False)))
+    if changed:
+        for name, value in values.items():
+            set_committed_value(lead, name, value)
+    return bool(changed)
+
+
+def ever_shown(session: Session, *, lead_id: int) -> bool:
+    """Whether a card of this lead was ever queued or posted, on any platform."""
+    queued = session.execute(select(OutboxMessage.id).where(
+        col(OutboxMessage.lead_id) == lead_id, col(OutboxMessage.kind) == "card").limit(1)).first()
+    posted = session.execute(select(MessageRef.id).where(col(MessageRef.lead_id) == lead_id).limit(1)).first()
+    return queued is not None or posted is not None

@@ -1,7 +1,8 @@
 """What slabot remembers about Teams: the conversations it was added to (for proactive posts)
 and the users it has seen (their AAD object id, their `29:` id and their e-mail).
 
-Tables (storage.tables): `ConversationRef` for conversations; `PlatformUser` rows with
+Tables (storage.tables, queried through storage.bindings and storage.identity):
+`ConversationRef` for conversations; `PlatformUser` rows with
 platform "teams" for users, one keyed by the AAD object id (what the agreement's `teams:` ids
 and `identify` use) and one keyed by the `29:` id (what creating a 1:1 chat needs). The two
 rows of one person carry the same e-mail (stored lower-cased), which is how a DM addressed to an AAD id or an e-mail
@@ -15,11 +16,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
-
-from storage.db import Database
-from storage.tables import ConversationRef, PlatformUser
+from storage import bindings, identity
+from storage.db import Database, IntegrityError, Session
+from storage.tables import ConversationRef
 
 PLATFORM = "teams"
 _T = TypeVar("_T")
@@ -77,59 +76,40 @@ def save_conversation(db: Database, *, conversation_id: str, kind: str, service_
     key = base_conversation_id(conversation_id)
 
     def work(session: Session) -> None:
-        row = session.get(ConversationRef, key)
-        if row is None:
-            row = ConversationRef(conversation_id=key, kind=kind, service_url=service_url, updated_at=now)
-        row.kind, row.service_url, row.updated_at = kind, service_url, now
-        row.tenant_id = tenant_id or row.tenant_id
-        row.team_id = team_id or row.team_id
-        row.user_aad_id = user_aad_id or row.user_aad_id
-        row.reference = {**(row.reference or {}), **reference}
-        session.add(row)
+        bindings.save_conversation(session, conversation_id=key, kind=kind, service_url=service_url,
+                                   tenant_id=tenant_id, team_id=team_id, user_aad_id=user_aad_id,
+                                   reference=reference, now=now)
 
     _retrying(db, work)
 
 
 def delete_conversation(db: Database, conversation_id: str) -> None:
     with db.write() as session:
-        row = session.get(ConversationRef, base_conversation_id(conversation_id))
-        if row is not None:
-            session.delete(row)
+        bindings.delete_conversation(session, conversation_id=base_conversation_id(conversation_id))
 
 
 def delete_team_conversations(db: Database, team_id: str) -> int:
     """Forget every channel of a team (the bot was removed from the team)."""
     with db.write() as session:
-        rows = session.execute(
-            select(ConversationRef).where(col(ConversationRef.team_id) == team_id)).scalars().all()
-        for row in rows:
-            session.delete(row)
-        return len(rows)
+        return bindings.delete_team_conversations(session, team_id=team_id)
 
 
 def get_conversation(db: Database, conversation_id: str) -> ConversationInfo | None:
     with db.read() as session:
-        row = session.get(ConversationRef, base_conversation_id(conversation_id))
+        row = bindings.conversation(session, conversation_id=base_conversation_id(conversation_id))
         return _info(row) if row else None
 
 
 def latest_conversation(db: Database, *, tenant_id: str | None = None) -> ConversationInfo | None:
     """Any conversation (newest first), for the serviceUrl and tenant of a new 1:1 chat or thread."""
     with db.read() as session:
-        query = select(ConversationRef).order_by(col(ConversationRef.updated_at).desc())
-        if tenant_id:
-            query = query.where(col(ConversationRef.tenant_id) == tenant_id)
-        row = session.execute(query.limit(1)).scalars().first()
+        row = bindings.latest_conversation(session, tenant_id=tenant_id)
         return _info(row) if row else None
 
 
 def personal_conversation(db: Database, aad_id: str) -> ConversationInfo | None:
     with db.read() as session:
-        row = session.execute(
-            select(ConversationRef).where(col(ConversationRef.user_aad_id) == aad_id,
-                                          col(ConversationRef.kind) == "personal")
-            .order_by(col(ConversationRef.updated_at).desc()).limit(1)
-        ).scalars().first()
+        row = bindings.personal_conversation(session, user_aad_id=aad_id)
         return _info(row) if row else None
 
 
@@ -151,14 +131,8 @@ def remember_user(db: Database, *, aad_id: str | None, mri: str | None, email: s
 
     def work(session: Session) -> None:
         for user_id in ids:
-            row = session.execute(select(PlatformUser).where(
-                col(PlatformUser.platform) == PLATFORM, col(PlatformUser.user_id) == user_id)
-            ).scalars().first()
-            if row is None:
-                row = PlatformUser(platform=PLATFORM, user_id=user_id, updated_at=now)
-            row.email = email or row.email
-            row.updated_at = now
-            session.add(row)
+            identity.save_user(session, platform=PLATFORM, user_id=user_id, email=email, now=now,
+                               keep_known_email=True)
 
     if ids:
         _retrying(db, work)
@@ -170,8 +144,7 @@ def known_user(db: Database, *, aad_id: str | None, mri: str | None) -> KnownUse
     if not ids:
         return None
     with db.read() as session:
-        rows = {r.user_id: r for r in session.execute(select(PlatformUser).where(
-            col(PlatformUser.platform) == PLATFORM, col(PlatformUser.user_id).in_(ids))).scalars()}
+        rows = identity.platform_users(session, platform=PLATFORM, user_ids=ids)
     if len(rows) < len(ids):
         return None
     email = next((r.email for r in rows.values() if r.email), None)
@@ -182,20 +155,16 @@ def find_mri(db: Database, *, aad_id: str | None, email: str | None) -> str | No
     """The `29:` id of a person addressed by AAD id or e-mail, if we ever saw them."""
     with db.read() as session:
         if email is None and aad_id is not None:
-            email = session.execute(select(PlatformUser.email).where(
-                col(PlatformUser.platform) == PLATFORM, col(PlatformUser.user_id) == aad_id)
-            ).scalars().first()
+            email = identity.known_email(session, platform=PLATFORM, user_id=aad_id)
         if not email:
             return None
         email = email.lower()
-        rows = session.execute(select(PlatformUser.user_id).where(
-            col(PlatformUser.platform) == PLATFORM, col(PlatformUser.email) == email)).scalars().all()
+        rows = identity.user_ids_with_email(session, platform=PLATFORM, email=email)
         return next((r for r in rows if r.startswith("29:")), None)
 
 
 def aad_for_email(db: Database, email: str) -> str | None:
     email = email.strip().lower()
     with db.read() as session:
-        rows = session.execute(select(PlatformUser.user_id).where(
-            col(PlatformUser.platform) == PLATFORM, col(PlatformUser.email) == email)).scalars().all()
+        rows = identity.user_ids_with_email(session, platform=PLATFORM, email=email)
         return next((r for r in rows if not r.startswith("29:")), None)
