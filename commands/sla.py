@@ -21,18 +21,17 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, select
-
 from commands import labels
 from commands.actions import set_away
-from commands.assignment import is_away
 from commands.context import Actor, Context
 from commands.plan import plan_command
 from commands.registry import COMMANDS, help_lines
 from sla.lifecycle import State
-from storage.tables import ChannelBinding, Lead, RepStatus
+from storage.bindings import bind_channel
+from storage.db import IntegrityError
+from storage.leads import count_open, open_leads
+from storage.routing import rep_away
+from storage.tables import Lead
 
 #: At most this many leads are listed by `leads` (the rest are counted).
 LEADS_LIMIT = 25
@@ -240,24 +239,20 @@ def _leads(ctx: Context, args: list[str], actor: Actor, platform: str, channel: 
 
 
 def leads_reply(ctx: Context, actor: Actor) -> CommandReply:
+    owner, teams = None, None
     if actor.rep:
-        where: list[Any] = [col(Lead.owner) == actor.rep]
+        owner = actor.rep
         whose = "Your open leads"
     elif actor.manages:
-        where = [col(Lead.team).in_(sorted(actor.manages))]
+        teams = sorted(actor.manages)
         whose = "Open leads of your team" + ("s" if len(actor.manages) > 1 else "")
     elif actor.vp:
-        where = []
         whose = "All open leads"
     else:
         return not_in_agreement(actor)
     now = ctx.now()
     with ctx.db.read() as session:
-        base = select(Lead).where(col(Lead.is_open), *where)
-        total = session.execute(select(sa.func.count()).select_from(base.subquery())).scalar_one()
-        leads = session.execute(
-            base.order_by(col(Lead.first_touch_due).is_(None), col(Lead.first_touch_due), col(Lead.id))
-            .limit(LEADS_LIMIT)).scalars().all()
+        total, leads = open_leads(session, owner=owner, teams=teams, limit=LEADS_LIMIT)
     if not leads:
         return CommandReply(f"{whose}: none. Nothing is waiting on you.")
     lines = [lead_line(ctx, lead, now, show_owner=actor.rep is None) for lead in leads]
@@ -306,11 +301,9 @@ def _away(ctx: Context, args: list[str], actor: Actor, platform: str, channel: s
         until = ctx.calendar.at_local(day, ctx.calendar.start)
     set_away(ctx, rep=actor.rep, away=True, until=until)
     with ctx.db.read() as session:
-        open_leads = session.execute(
-            select(sa.func.count()).select_from(Lead).where(col(Lead.owner) == actor.rep, col(Lead.is_open))
-        ).scalar_one()
-    keep = (f"Your {open_leads} open lead{'s stay' if open_leads != 1 else ' stays'} with you: ask your "
-            f"manager to reassign {'them' if open_leads != 1 else 'it'} if needed.") if open_leads else ""
+        still_open = count_open(session, owner=actor.rep)
+    keep = (f"Your {still_open} open lead{'s stay' if still_open != 1 else ' stays'} with you: ask your "
+            f"manager to reassign {'them' if still_open != 1 else 'it'} if needed.") if still_open else ""
     if until is None:
         head = f"You are away: new leads go to your teammates until you type {prefix(platform)}back."
     else:
@@ -324,8 +317,7 @@ def _back(ctx: Context, args: list[str], actor: Actor, platform: str, channel: s
     if args:
         return _usage("back", platform)
     with ctx.db.read() as session:
-        current = session.get(RepStatus, actor.rep)
-        was_away = current is not None and is_away(current, ctx.now())
+        was_away = rep_away(session, rep=actor.rep, now=ctx.now())
     set_away(ctx, rep=actor.rep, away=False)
     if not was_away:
         return CommandReply("You were not away: new leads keep coming to you.")
@@ -351,15 +343,8 @@ def _link(ctx: Context, args: list[str], actor: Actor, platform: str, channel: s
     for attempt in range(2):
         try:
             with ctx.db.write() as session:
-                binding = session.execute(
-                    select(ChannelBinding).where(col(ChannelBinding.team) == team.key,
-                                                 col(ChannelBinding.platform) == platform)
-                ).scalars().first()
-                if binding is None:
-                    binding = ChannelBinding(team=team.key, platform=platform, channel=channel,
-                                             bound_by=actor.label, bound_at=now)
-                binding.channel, binding.bound_by, binding.bound_at = channel, actor.label, now
-                session.add(binding)
+                bind_channel(session, team=team.key, platform=platform, channel=channel,
+                             bound_by=actor.label, now=now)
             break
         except IntegrityError:   # two links raced: the second one updates the first's row
             if attempt:
