@@ -32,9 +32,6 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import Session, col, select
-
 from commands import labels
 from commands.chart import cumulative_chart_png
 from commands.context import Context, dm_target, team_channel
@@ -42,9 +39,10 @@ from sla.agreement import WEEKDAYS, Team
 from sla.clock import as_utc
 from sla.experiments import sentence as experiment_sentence
 from sla.metrics import elapsed_fraction
+from storage.db import Session
+from storage.jobs import claim_run, runs
 from storage.metrics import cumulative_workable, status
 from storage.outbox import enqueue
-from storage.tables import JobRun
 
 __all__ = [
     "BREACHES_SHOWN",
@@ -324,10 +322,7 @@ def queue_due_digests(ctx: Context, *, now: datetime, force: bool = False) -> li
         recipients = due_recipients(session, ctx, now=now, force=force)
         if not recipients:
             return []
-        sent = set(session.execute(
-            select(JobRun.period_key).where(col(JobRun.job) == DIGEST_JOB,
-                                            col(JobRun.period_key).in_([r.period_key(today) for r in recipients]))
-        ).scalars())
+        sent = set(runs(session, job=DIGEST_JOB, period_keys=[r.period_key(today) for r in recipients]))
     pending = [r for r in recipients if r.period_key(today) not in sent
                and (force or _may_send(ctx, r, now=now, started=starts.get(r.platform, now)))]
     if not pending:
@@ -370,9 +365,8 @@ def schedule_starts(ctx: Context, *, now: datetime) -> dict[str, datetime]:
 
     def read() -> dict[str, datetime]:
         with ctx.db.read() as session:
-            rows = session.execute(select(JobRun.period_key, JobRun.ran_at).where(
-                col(JobRun.job) == SCHEDULE_START_JOB, col(JobRun.period_key).in_(platforms))).all()
-        return {str(platform): as_utc(at) for platform, at in rows}
+            rows = runs(session, job=SCHEDULE_START_JOB, period_keys=platforms)
+        return {platform: as_utc(at) for platform, at in rows.items()}
 
     starts = read()
     if all(platform in starts for platform in platforms):
@@ -385,13 +379,5 @@ def schedule_starts(ctx: Context, *, now: datetime) -> dict[str, datetime]:
 
 
 def _claim_run(session: Session, period_key: str, now: datetime, *, job: str = DIGEST_JOB) -> bool:
-    """Insert the day's JobRun row; False if it was there already (another worker, an earlier tick).
-
-    RETURNING tells whether the row went in: on PostgreSQL SQLAlchemy reads single-row inserts
-    through RETURNING, which leaves `rowcount` at -1 whatever happened."""
-    dialect = session.get_bind().dialect.name
-    insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(JobRun)
-    statement = (insert.values(job=job, period_key=period_key, ran_at=now)
-                 .on_conflict_do_nothing(index_elements=["job", "period_key"])
-                 .returning(col(JobRun.id)))
-    return session.execute(statement).first() is not None
+    """Insert the day's JobRun row; False if it was there already (another worker, an earlier tick)."""
+    return claim_run(session, job=job, period_key=period_key, now=now)
