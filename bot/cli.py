@@ -438,11 +438,13 @@ def csv_row_to_lead(row: dict[str, str]) -> dict[str, Any]:
 @click.option("--seed", default=7, show_default=True, help="Random seed of the simulated leads and reps.")
 @click.option("--db", "db_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Keep the demo's SQLite database here (default: a temporary file, deleted at the end).")
-def demo(speed: float, minutes: float, hours: float | None, seed: int, db_path: Path | None) -> None:
+@click.option("--port", default=0, type=click.IntRange(0, 65535), help="Serve the desk on this port of 127.0.0.1 "
+              "(default: a free one).")
+def demo(speed: float, minutes: float, hours: float | None, seed: int, db_path: Path | None, port: int) -> None:
     """The embedded default: SQLite, the example agreement, a console chat, simulated leads."""
     from bot.demo import run_demo
 
-    run_demo(speed=speed, minutes=minutes, seed=seed, simulated_hours=hours, db_path=db_path)
+    run_demo(speed=speed, minutes=minutes, seed=seed, simulated_hours=hours, db_path=db_path, desk_port=port)
 
 
 @main.group()
@@ -513,6 +515,7 @@ from bot.cli_analyze import analyze, plan  # noqa: E402  (the closed loop: slabo
 
 main.add_command(analyze)
 main.add_command(plan)
+main.add_command(__import__("bot.desk.cli").desk.cli.desk)   # slabot desk link EMAIL (bot/desk/cli.py)
 
 
 if __name__ == "__main__":

@@ -859,7 +859,8 @@ def _ctrl_c(stop: threading.Event) -> Iterator[None]:
 
 def run_demo(*, speed: float = 120.0, minutes: float = 0.0, seed: int = 7, out: TextIO | None = None,
              db_path: Path | None = None, start: datetime | None = None,
-             simulated_hours: float | None = None, replay: bool = True, realtime: bool = True) -> DemoSummary:
+             simulated_hours: float | None = None, replay: bool = True, realtime: bool = True,
+             desk_port: int | None = None) -> DemoSummary:
     """Run the demo until Ctrl-C, `minutes` of real time (if > 0) or `simulated_hours` of live
     simulated time (if given), whichever comes first.
 
@@ -869,28 +870,35 @@ def run_demo(*, speed: float = 120.0, minutes: float = 0.0, seed: int = 7, out: 
     the end). `realtime` False: each step moves the simulated clock by exactly one tick's worth at
     this speed, without waiting (the same story, deterministic, as fast as the machine goes). Prints
     everything to `out` (default stdout) and returns what happened. Ctrl-C at any moment ends it with
-    the closing summary.
+    the closing summary. `desk_port`: also serve the desk on 127.0.0.1 at this port (0: a free
+    one), without sign-in, and print its URL first (None: no desk).
     """
     if not speed > 0:
         raise ValueError(f"speed must be > 0, got {speed!r}")
     stop = threading.Event()
     with _ctrl_c(stop):
         return _run_demo(speed=speed, minutes=minutes, seed=seed, out=out, db_path=db_path, start=start,
-                         simulated_hours=simulated_hours, replay=replay, realtime=realtime, stop=stop)
+                         simulated_hours=simulated_hours, replay=replay, realtime=realtime, stop=stop,
+                         desk_port=desk_port)
 
 
 def _run_demo(*, speed: float, minutes: float, seed: int, out: TextIO | None, db_path: Path | None,
               start: datetime | None, simulated_hours: float | None, replay: bool, realtime: bool,
-              stop: threading.Event) -> DemoSummary:
+              stop: threading.Event, desk_port: int | None = None) -> DemoSummary:
     from bot.app import create_app
 
     screen = out or sys.stdout
     began = real_time.monotonic()
-    with demo_agreement() as agreement_path, _database(db_path) as (url, kept):
+    with demo_agreement() as agreement_path, _database(db_path) as (url, kept), contextlib.ExitStack() as stack:
         services = build_services(_settings(url, agreement_path))
         try:
             services.ctx.db.upgrade()
-            create_app(services)   # the product's wiring: console=True and no credentials: console only
+            app = create_app(services)   # the product's wiring: console=True and no credentials: console only
+            if desk_port is not None:   # the desk in a browser, no sign-in: its URL comes first
+                from bot.desk.serve import serve_demo_desk
+
+                desk = stack.enter_context(serve_demo_desk(app, port=desk_port))
+                print(f"The desk: {desk.url}  (open it in a browser; act as anyone in the agreement)", file=screen)
             transport = DemoConsole(services.ctx, out=screen)
             services.transports.clear()
             services.transports["console"] = transport

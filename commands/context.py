@@ -25,6 +25,8 @@ class Context:
     platforms: tuple[str, ...] = ()
     #: Operator notices this process has logged already (each is logged once, not at every tick).
     noticed: set[str] = field(default_factory=set, repr=False, compare=False)
+    #: The desk's base URL for `/sla desk` sign-in links (bot/desk sets it from SLABOT_PUBLIC_URL).
+    desk_url: str | None = None
     calendar: BusinessCalendar = field(init=False)
     clocks: Clocks = field(init=False)
 

@@ -13,9 +13,10 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-from commands.context import Actor, Context, identify
+from commands.context import Actor, Context, dm_target, identify
 from sla.agreement import Person
 from storage.desk import add_signin
+from storage.outbox import enqueue
 
 #: How long a sign-in link works.
 LINK_TTL = timedelta(minutes=10)
@@ -147,3 +148,27 @@ def signin_link(ctx: Context, *, key: str, next_path: str | None = None, base_ur
         add_signin(session, token_hash=token_hash(token), person=key, next_path=safe_next(next_path), now=now,
                    expires_at=now + LINK_TTL)
     return f"{base_url.rstrip('/')}/desk/signin/{token}"
+
+
+def send_link(ctx: Context, actor: Actor, platform: str) -> str:
+    """`/sla desk`: a one-time sign-in link in a direct message (it notifies, and an ephemeral reply
+    is easy to lose), through the outbox. Returns what the command answers."""
+    key = key_of(ctx, actor)
+    found = person(ctx, key) if key else None
+    if key is None or found is None:
+        return ("You are not in the SLA agreement (as a rep, manager or VP), so the desk has nothing to "
+                "show you. Ask your RevOps admin to add your chat id or e-mail to the agreement.")
+    if not ctx.desk_url:
+        return ("The desk has no public address yet (SLABOT_PUBLIC_URL is not set): ask your operator for "
+                "a link (`slabot desk link YOUR-EMAIL`).")
+    target = dm_target(found.person, platform) or actor.user_id
+    token = secrets.token_urlsafe(32)
+    now = ctx.now()
+    url = f"{ctx.desk_url.rstrip('/')}/desk/signin/{token}"
+    with ctx.db.write() as session:
+        add_signin(session, token_hash=token_hash(token), person=key, next_path="/desk", now=now,
+                   expires_at=now + LINK_TTL)
+        enqueue(session, dedupe_key=f"desk:signin:{token_hash(token)[:32]}", kind="dm", platform=platform,
+                target=target, now=now,
+                payload={"text": f"Your sign-in link to the slabot desk (it works once, for 10 minutes): {url}"})
+    return "I sent you a direct message with a sign-in link to the desk. It works once, for 10 minutes."

@@ -62,6 +62,7 @@ def install(app: FastAPI, services: Services) -> None:
     settings = services.settings
     key = settings.slabot_secret_key.get_secret_value().encode() if settings.slabot_secret_key else None
     app.state.desk = DeskConfig(secret=key, public_url=settings.slabot_public_url)
+    services.ctx.desk_url = settings.slabot_public_url   # `/sla desk` links point here
     desk = Desk(app, services, _environment())
     app.include_router(desk.router())
 
