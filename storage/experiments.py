@@ -12,25 +12,18 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col
 
 from sla.agreement import Agreement, Experiment
 from sla.calendar import BusinessCalendar
 from sla.experiments import Result, phase
-from storage.db import affected
+from storage.db import affected, upsert
 from storage.tables import ExperimentCount, Lead
-
-_ENSURE: dict[str, Any] = {}
 
 
 def take_place(session: Session, experiment: Experiment, now: datetime) -> bool:
     """Claim one of the experiment's `limit` places for a lead in this transaction; False when full."""
-    dialect = session.get_bind().dialect.name
-    if dialect not in _ENSURE:
-        insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(ExperimentCount)
-        _ENSURE[dialect] = insert.on_conflict_do_nothing(index_elements=["key"])
-    session.execute(_ENSURE[dialect], {"key": experiment.key, "taken": 0, "updated_at": now})
+    upsert(session, ExperimentCount, {"key": experiment.key, "taken": 0, "updated_at": now}, keys=("key",))
     return affected(session.execute(
         sa.update(ExperimentCount)
         .where(col(ExperimentCount.key) == experiment.key, col(ExperimentCount.taken) < experiment.limit)
