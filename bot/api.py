@@ -16,7 +16,6 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
-from sqlmodel import col, select
 
 from bot import apidocs, hubspot
 from bot.apidocs import errors, json_body
@@ -24,7 +23,7 @@ from bot.services import Services
 from commands.actions import record_outcome
 from commands.intake import Handoff, handoff_many, lead_summary
 from sla.lead import LeadIn, plain_text, sane_instant
-from storage.tables import Lead, LeadEvent
+from storage import leads as lead_store
 
 router = APIRouter()
 log = logging.getLogger("slabot.api")
@@ -187,11 +186,10 @@ async def create_outcome(request: Request, svc: ServicesDep) -> JSONResponse:
 
 def _lead_detail(svc: Services, lead_id: int) -> dict[str, Any] | None:
     with svc.ctx.db.read() as session:
-        lead = session.get(Lead, lead_id)
+        lead = lead_store.get_lead(session, lead_id=lead_id)
         if lead is None:
             return None
-        events = session.execute(select(LeadEvent).where(col(LeadEvent.lead_id) == lead_id)
-                                 .order_by(col(LeadEvent.id))).scalars().all()
+        events = lead_store.events_of(session, lead_id=lead_id)
         body = lead.model_dump(mode="json", exclude={"payload", "idempotency_key"})
         body.update(lead_summary(lead))
         body["lead"] = lead.payload

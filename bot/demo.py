@@ -22,9 +22,6 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
-import sqlalchemy as sa
-from sqlmodel import col, select
-
 from bot.cards import ActionPayload, Button
 from bot.console import ConsoleTransport, digest_lines
 from bot.delivery import Posted
@@ -40,7 +37,7 @@ from sla.agreement import Agreement
 from sla.clock import FixedClock, ScaledClock
 from sla.lead import LeadIn
 from sla.lifecycle import Action
-from storage.tables import Lead, LeadEvent
+from storage.leads import events_of, get_lead, next_check_after, owners_of
 
 __all__ = ["DemoSummary", "demo_agreement", "run_demo"]
 
@@ -434,11 +431,9 @@ class _Demo:
         if self.story_lead is None or "touched" in self._story_told:
             return
         with self.ctx.db.read() as session:
-            lead = session.get(Lead, self.story_lead)
-            events = session.execute(select(LeadEvent).where(
-                col(LeadEvent.lead_id) == self.story_lead, col(LeadEvent.id).not_in(self._story_events),
-                col(LeadEvent.type).in_(["nudge", "log_call", "log_email", "connected"]))
-                .order_by(col(LeadEvent.id))).scalars().all()
+            lead = get_lead(session, lead_id=self.story_lead)
+            events = events_of(session, lead_id=self.story_lead, skip=list(self._story_events),
+                               types=["nudge", "log_call", "log_email", "connected"])
         if lead is None:
             return
         tier = self.ctx.clocks.tier(lead.tier or "")
@@ -607,8 +602,7 @@ class _Demo:
         if not self._ignored:
             return
         with self.ctx.db.read() as session:
-            rows = session.execute(select(Lead.id, Lead.owner).where(col(Lead.id).in_(list(self._ignored))))
-            owners = {lead_id: owner for lead_id, owner in rows}
+            owners = owners_of(session, lead_ids=list(self._ignored))
         for lead_id, ignoring in list(self._ignored.items()):
             if owners.get(lead_id) != ignoring:
                 del self._ignored[lead_id]
@@ -624,7 +618,7 @@ class _Demo:
             return
         action, _ = plan.steps.pop(0)
         with self.ctx.db.read() as session:
-            lead = session.get(Lead, lead_id)
+            lead = get_lead(session, lead_id=lead_id)
         rep = self.agreement.rep(lead.owner or "") if lead is not None else None
         if lead is None or rep is None:
             self._plans.pop(lead_id, None)
@@ -679,8 +673,7 @@ class _Demo:
         if self._events:
             candidates.append(self._events[0].at)
         with self.ctx.db.read() as session:
-            due = session.execute(select(sa.func.min(Lead.next_check_at))
-                                  .where(col(Lead.is_open), col(Lead.next_check_at) > now)).scalar()
+            due = next_check_after(session, now=now)
         if due is not None:
             candidates.append(due)
         day = self.calendar.local_date(now)

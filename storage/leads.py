@@ -157,3 +157,16 @@ def ever_shown(session: Session, *, lead_id: int) -> bool:
         col(OutboxMessage.lead_id) == lead_id, col(OutboxMessage.kind) == "card").limit(1)).first()
     posted = session.execute(select(MessageRef.id).where(col(MessageRef.lead_id) == lead_id).limit(1)).first()
     return queued is not None or posted is not None
+
+
+def owners_of(session: Session, *, lead_ids: Sequence[int]) -> dict[int, str | None]:
+    """Each lead's current owner."""
+    rows = session.execute(select(Lead.id, Lead.owner).where(col(Lead.id).in_(list(lead_ids))))
+    return {int(lead_id): owner for lead_id, owner in rows}
+
+
+def next_check_after(session: Session, *, now: datetime) -> datetime | None:
+    """The soonest check due after `now` on an open lead (None: nothing is scheduled)."""
+    due: datetime | None = session.execute(select(sa.func.min(Lead.next_check_at))
+                                           .where(col(Lead.is_open), col(Lead.next_check_at) > now)).scalar()
+    return due
