@@ -70,6 +70,11 @@ def create_app(services: Services, *, run_worker: bool = False, run_scheduler: b
         from bot.teams.app import install as install_teams
 
         services.transports["teams"] = install_teams(app, services)
+    if settings.slabot_smtp_url is not None and settings.slabot_smtp_from:
+        from bot.email.transport import EmailTransport
+
+        services.transports["email"] = EmailTransport.from_url(
+            settings.slabot_smtp_url.get_secret_value(), settings.slabot_smtp_from, now=services.ctx.now)
     return app
 
 

@@ -158,6 +158,15 @@ def _start(command: str) -> Any:
     return settings
 
 
+def _refuse_email_without_smtp(command: str, settings: Any, services: Any) -> None:
+    """An agreement that e-mails digests needs an SMTP server before `serve` or `worker` starts."""
+    from bot.settings import email_problem
+
+    problem = email_problem(settings, services.ctx.agreement)
+    if problem:
+        raise Refusal(f"slabot {command} will not start: {problem}")
+
+
 def _port_free(host: str, port: int) -> None:
     """Refuse a port another process holds before anything starts (uvicorn would exit later, less clearly)."""
     try:
@@ -223,6 +232,7 @@ def serve(host: str, port: int, no_scheduler: bool, workers: int) -> None:
     settings = _start("serve")
     # Validates the agreement, reaches the database and migrates SQLite, once before any worker starts.
     services = _services(settings=settings)
+    _refuse_email_without_smtp("serve", settings, services)
     _port_free(host, port)
     log_startup_summary(settings, services.ctx.agreement, command="serve", scheduler=not no_scheduler)
     os.environ["SLABOT_RUN_SCHEDULER"] = "0" if no_scheduler else "1"
@@ -240,6 +250,7 @@ def worker() -> None:
 
     settings = _start("worker")
     services = _services(settings=settings)
+    _refuse_email_without_smtp("worker", settings, services)
     log_startup_summary(settings, services.ctx.agreement, command="worker", scheduler=True)
     create_app(services)   # builds the chat transports
     run_worker(services)

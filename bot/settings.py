@@ -7,6 +7,8 @@ from typing import Literal
 from pydantic import SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from sla.agreement import Agreement
+
 #: Shortest intake token `serve` and `worker` accept (issue: a guessable token guards lead intake).
 MIN_INTAKE_TOKEN = 32
 MAKE_TOKEN = 'python3 -c "import secrets; print(secrets.token_urlsafe(32))"'
@@ -39,6 +41,12 @@ class Settings(BaseSettings):
     hubspot_api_url: str = "https://api.hubapi.com"
     #: The public base URL (https://bot.example.com) when behind a proxy: HubSpot signs the URL it called.
     slabot_public_url: str | None = None
+
+    #: The digest by e-mail (`digests[].via: [email]`): smtp://[user:password@]host[:port] (STARTTLS when
+    #: the server offers it) or smtps://... (implicit TLS); user and password URL-decoded.
+    slabot_smtp_url: SecretStr | None = None
+    #: The From address of e-mailed digests.
+    slabot_smtp_from: str | None = None
 
     #: Largest request body accepted on the intake and webhook routes.
     max_body_bytes: int = 256 * 1024
@@ -83,6 +91,15 @@ class Settings(BaseSettings):
         return tuple(enabled)
 
 
+def email_problem(settings: Settings, agreement: Agreement) -> str | None:
+    """Why a service that sends this agreement's digests cannot start: it asks for e-mail and no
+    SMTP server is set (None: it may)."""
+    if settings.slabot_smtp_url is None and any("email" in digest.via for digest in agreement.digests):
+        return ("the agreement sends digests by e-mail (digests[].via) but SLABOT_SMTP_URL is not set: set it "
+                "(smtp://user:password@host:587) and SLABOT_SMTP_FROM, or send the digests via chat")
+    return None
+
+
 def start_problems(settings: Settings) -> list[str]:
     """Why `serve` or `worker` must not start with these settings (empty: it may). Checked at start,
     not in validation, so tests and one-off commands can still build Settings freely."""
@@ -107,6 +124,16 @@ def start_problems(settings: Settings) -> list[str]:
     if settings.slabot_desk and not settings.slabot_secret_key:
         problems.append(f"SLABOT_DESK is on but SLABOT_SECRET_KEY is not set: the desk signs its sessions with it; "
                         f"make one with {MAKE_TOKEN}")
+    if settings.slabot_smtp_url is not None:
+        from bot.email.smtp_url import parse_smtp_url
+
+        try:
+            parse_smtp_url(settings.slabot_smtp_url.get_secret_value())
+        except ValueError as exc:
+            problems.append(str(exc))
+        if not settings.slabot_smtp_from or "@" not in settings.slabot_smtp_from:
+            problems.append("SLABOT_SMTP_URL is set but SLABOT_SMTP_FROM is not an e-mail address: set the "
+                            "address digests are sent from (slabot@example.com)")
     token = settings.slabot_intake_token
     if token is not None and len(token.get_secret_value()) < MIN_INTAKE_TOKEN:
         problems.append(f"SLABOT_INTAKE_TOKEN is shorter than {MIN_INTAKE_TOKEN} characters: make one with "

@@ -15,7 +15,9 @@ Schedule (`queue_due_digests`), for each `digests:` entry of the agreement:
   `digest_schedule_start` JobRun) sends the slots due now, never the ones missed earlier that day.
 - recipients: `marketing_vp` / `sales_vp` get the whole-company digest by DM; `managers` get their
   team's digest by DM; `team_channels` get their team's digest in the team's channel (a channel bound
-  with `/sla link`, else the agreement's). One per recipient per enabled platform.
+  with `/sla link`, else the agreement's). One per recipient per enabled platform; an entry with
+  `via: [email]` sends the VPs' and managers' digests to their e-mail instead, as platform "email"
+  (bot.email renders and sends the same payload), `via: [chat, email]` both.
 - once per recipient, platform and local day: a unique `JobRun(job="digest", period_key=
   "{recipient}:{platform}:{local_date}")` row is inserted in the same transaction as the outbox row
   (dedupe key `digest:{recipient}:{platform}:{local_date}`); a second worker or a replayed tick finds
@@ -56,6 +58,8 @@ __all__ = [
 ]
 
 DIGEST_JOB = "digest"
+#: The outbox platform of e-mailed digests (bot.email's transport delivers them).
+EMAIL = "email"
 #: JobRun rows (one per platform) recording when this service first ran its digest schedule there.
 SCHEDULE_START_JOB = "digest_schedule_start"
 #: A digest sent this long after its slot is still on time; later, it is a catch-up.
@@ -255,9 +259,9 @@ class Recipient:
     """One digest to send today: who (`key`), where (`platform`, `target`), which scope."""
 
     key: str                 # marketing_vp | sales_vp | manager:TEAM | team:TEAM
-    platform: str
-    target: str
-    to: str                  # user | channel
+    platform: str            # a chat platform, or "email"
+    target: str              # a user or channel id, or an e-mail address
+    to: str                  # user | channel | email
     team: str | None         # None: the whole-company digest
     due_at: datetime | None = None   # today's scheduled instant (None: forced, whatever the schedule)
 
@@ -280,16 +284,26 @@ def due_recipients(session: Session, ctx: Context, *, now: datetime, force: bool
         if not force and (weekday not in entry.days or now < scheduled):
             continue
         for audience in entry.to:
-            for recipient in _expand(session, ctx, audience):
+            for recipient in _expand(session, ctx, audience, via=entry.via):
                 found.setdefault((recipient.key, recipient.platform),
                                  replace(recipient, due_at=None if force else scheduled))
     return list(found.values())
 
 
-def _expand(session: Session, ctx: Context, audience: str) -> list[Recipient]:
+def _expand(session: Session, ctx: Context, audience: str, *, via: Iterable[str] = ("chat",)) -> list[Recipient]:
     agreement = ctx.agreement
     recipients: list[Recipient] = []
-    for platform in ctx.platforms:
+    if "email" in via:
+        # By e-mail: the person's address in the agreement (slabot check refuses a missing one, and
+        # team_channels by e-mail). Keyed like chat, with "email" as the platform.
+        if audience in ("marketing_vp", "sales_vp"):
+            person = getattr(agreement.people, audience)
+            if person is not None and person.email:
+                recipients.append(Recipient(audience, EMAIL, person.email, "email", None))
+        elif audience == "managers":
+            recipients += [Recipient(f"manager:{team.key}", EMAIL, team.manager.email, "email", team.key)
+                           for team in agreement.teams if team.manager is not None and team.manager.email]
+    for platform in (ctx.platforms if "chat" in via else ()):
         if audience in ("marketing_vp", "sales_vp"):
             person = getattr(agreement.people, audience)
             target = dm_target(person, platform) if person is not None else None
@@ -339,11 +353,27 @@ def queue_due_digests(ctx: Context, *, now: datetime, force: bool = False) -> li
             if not _claim_run(session, recipient.period_key(today), now):
                 continue
             content = contents[recipient.team]
+            payload = content.payload(to=recipient.to)
+            if recipient.platform == EMAIL:
+                payload |= {"agreement": ctx.agreement.name, "why": why_you_get_this(ctx, recipient)}
             if enqueue(session, dedupe_key=recipient.dedupe_key(today), kind="digest",
                        platform=recipient.platform, target=recipient.target, now=now,
-                       payload=content.payload(to=recipient.to)):
+                       payload=payload):
                 queued.append(recipient.dedupe_key(today))
     return queued
+
+
+def why_you_get_this(ctx: Context, recipient: Recipient) -> str:
+    """The e-mail's footer: which agreement sends it, to whom, and how it stops (no unsubscribe link:
+    the agreement decides who gets the digest)."""
+    if recipient.key.startswith("manager:"):
+        team = ctx.agreement.team(recipient.key.removeprefix("manager:"))
+        role = f"the manager of {team.name if team else recipient.key.removeprefix('manager:')}"
+    else:
+        role = {"marketing_vp": "its Marketing VP", "sales_vp": "its Sales VP"}.get(recipient.key, recipient.key)
+    return (f"You get this e-mail because the service level agreement \"{ctx.agreement.name}\" sends its "
+            f"daily digest to {role} by e-mail. To stop it or move it to chat, ask whoever maintains the "
+            "agreement to change its digests.")
 
 
 def _may_send(ctx: Context, recipient: Recipient, *, now: datetime, started: datetime) -> bool:
@@ -359,7 +389,7 @@ def _may_send(ctx: Context, recipient: Recipient, *, now: datetime, started: dat
 def schedule_starts(ctx: Context, *, now: datetime) -> dict[str, datetime]:
     """When this service first ran its digest schedule on each enabled platform; recorded now for a
     platform seen for the first time. One indexed read per tick once every platform has its row."""
-    platforms = list(ctx.platforms)
+    platforms = list(ctx.platforms) + ([EMAIL] if any(EMAIL in d.via for d in ctx.agreement.digests) else [])
     if not platforms:
         return {}
 

@@ -243,6 +243,9 @@ class Digest(_Model):
     to: list[Literal["marketing_vp", "sales_vp", "team_channels", "managers"]] = Field(min_length=1)
     at: ClockTime
     days: list[Weekday] = Field(default_factory=lambda: list(WEEKDAYS[:5]), min_length=1)
+    #: How it is delivered: `chat` (a direct message or the team's channel), `email` (the person's
+    #: `email`; not for team_channels), or both.
+    via: list[Literal["chat", "email"]] = Field(default=["chat"], min_length=1)
 
 
 #: The lead fields a HubSpot contact property can fill (`integrations.hubspot.properties`), and
@@ -527,7 +530,23 @@ def _check_semantics(a: Agreement) -> list[tuple[tuple[str | int, ...], str]]:
                 problems.append((("digests", i, "to"),
                                  "sends to team_channels but no team has a channel (bind one "
                                  "with /sla link TEAM, or set teams[].channel)"))
+            if "email" in digest.via:
+                problems += [(("digests", i, "via"), problem) for problem in _email_problems(a, role)]
     return problems
+
+
+def _email_problems(a: Agreement, role: str) -> list[str]:
+    """Why a digest sent `via: email` cannot reach `role` (empty: everyone has an address)."""
+    if role == "team_channels":
+        return ["team_channels cannot get e-mail (a channel has no address): send them the digest "
+                "via chat, or list managers instead"]
+    if role in ("marketing_vp", "sales_vp"):
+        person = getattr(a.people, role)
+        if person is not None and not person.email:
+            return [f"sends e-mail to {role} but people.{role} has no email"]
+        return []
+    return [f"sends e-mail to managers but the manager of team {team.key} has no email"
+            for team in a.teams if team.manager is not None and not team.manager.email]
 
 
 def _unreachable(rules: list[Any], where: tuple[str, ...], what: str) -> list[tuple[tuple[str | int, ...], str]]:
