@@ -27,6 +27,7 @@ COMMANDS: list[CommandSpec] = [
     CommandSpec("plan",
                 "plan bookings N deal-size N [win-rate R] [opportunity-rate R] [reps N] [per year|quarter|month]",
                 "From a bookings goal to the workable leads Marketing owes each month (the VPs)"),
+    CommandSpec("desk", "desk", "A one-time link to the desk: the agreement, your leads and numbers in a browser"),
     CommandSpec("help", "help", "List these commands"),
 ]
 

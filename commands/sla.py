@@ -372,8 +372,15 @@ def _digest(ctx: Context, args: list[str], actor: Actor, platform: str, channel:
     return CommandReply(f"Preview (only you can see this): {content.title}", tuple(lines))
 
 
+def _desk(ctx: Context, args: list[str], actor: Actor, platform: str, channel: str | None) -> CommandReply:
+    """A one-time sign-in link to the desk, by direct message (commands/desk.py)."""
+    from commands.desk import send_link
+
+    return CommandReply(send_link(ctx, actor, platform))
+
+
 _HANDLERS: dict[str, Handler] = {
     "status": _status, "leads": _leads, "away": _away, "back": _back, "link": _link,
-    "digest": _digest, "help": _help, "plan": plan_command,
+    "digest": _digest, "help": _help, "plan": plan_command, "desk": _desk,
 }
 assert set(_HANDLERS) == {spec.name for spec in COMMANDS}, "commands/registry.py and _HANDLERS disagree"

@@ -42,7 +42,7 @@ def new_lead(ctx: Context, **changes: Any) -> Lead:
 
 def test_registry_is_complete_and_fits_both_manifests() -> None:
     names = [spec.name for spec in COMMANDS]
-    assert names == ["status", "leads", "away", "back", "link", "digest", "plan", "help"]
+    assert names == ["status", "leads", "away", "back", "link", "digest", "plan", "desk", "help"]
     for spec in COMMANDS:
         assert spec.usage.split()[0] == spec.name
         assert 0 < len(spec.help) <= 128   # Teams commandLists description limit
