@@ -307,8 +307,14 @@ def digest(now_text: str | None, send: bool) -> None:
     if send:
         from bot.app import create_app
         from bot.engine import send_digests_now
+        from bot.settings import email_problem
 
-        if not services.ctx.platforms:
+        problem = email_problem(services.settings, services.ctx.agreement)
+        if problem:
+            raise Refusal(f"nothing was sent or recorded: {problem}")
+        by_email = services.settings.slabot_smtp_url is not None and any(
+            "email" in entry.via for entry in services.ctx.agreement.digests)
+        if not services.ctx.platforms and not by_email:
             raise Refusal("no chat platform is configured, so nothing was sent or recorded: set SLACK_BOT_TOKEN "
                           "and SLACK_SIGNING_SECRET, or TEAMS_APP_ID and TEAMS_APP_PASSWORD")
         create_app(services)

@@ -405,6 +405,22 @@ def test_serve_refuses_to_start_in_one_line_without_an_smtp_server(tmp_path: Pat
         one_line_refusal(result, f"slabot {command} will not start", "SLABOT_SMTP_URL is not set")
 
 
+def test_slabot_digest_send_e_mails_without_any_chat_platform(tmp_path: Path, inbox: tuple[Inbox, int]) -> None:
+    from tests.e2e.test_operator import one_line_refusal, slabot
+
+    handler, port = inbox
+    path = tmp_path / "agreement.yaml"
+    path.write_text(agreement_text('  - {to: [marketing_vp, sales_vp], at: "08:30", via: [email]}'), encoding="utf-8")
+    one_line_refusal(slabot(tmp_path, "digest", "--send", SLABOT_AGREEMENT=str(path)), "SLABOT_SMTP_URL is not set")
+    env = {"SLABOT_AGREEMENT": str(path), "SLABOT_SMTP_URL": f"smtp://127.0.0.1:{port}", "SLABOT_SMTP_FROM": SENDER}
+    first = slabot(tmp_path, "digest", "--send", "--now", "2026-11-24T13:31:00Z", **env)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip().endswith("sent to 2 recipient(s)")
+    again = slabot(tmp_path, "digest", "--send", "--now", "2026-11-24T19:00:00Z", **env)
+    assert again.returncode == 0 and again.stdout.strip().endswith("already sent today"), again.stderr
+    assert sorted(r.rcpt_tos[0] for r in handler.received) == ["maya@acme.example", "sam@acme.example"]
+
+
 def test_smtp_urls() -> None:
     server = parse_smtp_url("smtp://user%40example.com:p%40ss%2Fword@mail.example.com")
     assert (server.host, server.port, server.implicit_tls) == ("mail.example.com", 587, False)
