@@ -23,6 +23,8 @@ from fastapi.security import HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 
+from storage.metrics import Status
+
 STATIC_DIR = Path(fastapi_offline.__file__).resolve().parent / "static"
 STATIC_URL = "/docs/static"
 
@@ -157,6 +159,9 @@ def errors(*codes: int, **descriptions: str) -> dict[int | str, dict[str, Any]]:
             for code in codes}
 
 
+#: The body of `GET /api/v1/status` (docs/status.md): the typed model storage.metrics produces.
+STATUS_MODEL = Status
+#: A few of its numbers, as an example next to the schema.
 STATUS_EXAMPLE = {
     "as_of": "2026-11-24T15:00:00Z",
     "period": {"start": "2026-11-01T05:00:00Z", "end": "2026-12-01T06:00:00Z", "elapsed": 0.79},

@@ -398,14 +398,14 @@ class _Demo:
     def status_line(self, label: str = "status") -> None:
         """`/sla status` in one line: both sides of the agreement, month to date."""
         numbers = self.services.status()
-        m, s = numbers["marketing"], numbers["sales"]
-        breaches = s["open_breaches"]
-        named = ", ".join(f"{b['name']} ({b.get('owner_name') or 'unassigned'})" for b in numbers["breaches"][:3])
+        m, s = numbers.marketing, numbers.sales
+        breaches = s.open_breaches
+        named = ", ".join(f"{b.name} ({b.owner_name or 'unassigned'})" for b in numbers.breaches[:3])
         named += f" and {breaches - 3} more" if breaches > 3 else ""
-        self.say(f"{label}: Marketing {m['workable']} of {m['goal']} workable leads this month "
-                 f"({m['nurture']} to nurture) · "
-                 + (f"Sales worked {labels.percent(s['worked_pct'])} of {labels.count_of(s['cohort'], 'lead')} "
-                    f"due, {labels.percent(s['within_sla_pct'])} touched within the SLA · " if s["cohort"]
+        self.say(f"{label}: Marketing {m.workable} of {m.goal} workable leads this month "
+                 f"({m.nurture} to nurture) · "
+                 + (f"Sales worked {labels.percent(s.worked_pct)} of {labels.count_of(s.cohort, 'lead')} "
+                    f"due, {labels.percent(s.within_sla_pct)} touched within the SLA · " if s.cohort
                     else "Sales has no lead due yet · ")
                  + (f"{breaches} open breach{'es' if breaches != 1 else ''}: {named}" if breaches
                     else "no open breaches"))

@@ -16,6 +16,7 @@ from commands.context import Context
 from sla.agreement import Agreement, load_agreement
 from sla.clock import Clock, SystemClock
 from storage.db import Database
+from storage.metrics import Status
 
 
 @dataclass
@@ -47,7 +48,7 @@ class Services:
                                    on_outcome=lambda platform, outcome: deliveries.labels(platform, outcome).inc())
         return self.worker
 
-    def status(self, *, scope: str = "all", as_of: datetime | None = None) -> dict[str, Any]:
+    def status(self, *, scope: str = "all", as_of: datetime | None = None) -> Status:
         from storage.metrics import status
 
         with self.ctx.db.read() as session:

@@ -43,7 +43,8 @@ from sla.experiments import sentence as experiment_sentence
 from sla.metrics import elapsed_fraction
 from storage.db import Session
 from storage.jobs import claim_run, runs
-from storage.metrics import cumulative_workable, status
+from storage.metrics import Status, cumulative_workable, status
+from storage.metrics.model import iso
 from storage.outbox import enqueue
 
 __all__ = [
@@ -77,8 +78,8 @@ class DigestContent:
     #: The same content as plain text (notifications, fallbacks, the console).
     text: str
     chart_png: bytes | None
-    #: The `storage.metrics.status` dictionary every number above comes from.
-    numbers: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    #: The `storage.metrics.status` numbers every line above comes from (None: none given).
+    numbers: Status | None = field(default=None, compare=False, repr=False)
 
     def payload(self, *, to: str) -> dict[str, Any]:
         """The outbox payload of a `digest` message; `to` is "user" or "channel"."""
@@ -88,8 +89,8 @@ class DigestContent:
             "text": self.text,
             "chart_png_b64": base64.b64encode(self.chart_png).decode("ascii") if self.chart_png else None,
             "to": to,
-            "scope": self.numbers.get("scope", "all"),
-            "as_of": self.numbers.get("as_of"),
+            "scope": self.numbers.scope if self.numbers else "all",
+            "as_of": iso(self.numbers.as_of) if self.numbers else None,
         }
 
 
@@ -103,13 +104,13 @@ def build_digest(ctx: Context, *, as_of: datetime, team: str | None = None) -> D
     with ctx.db.read() as session:
         numbers = status(session, agreement=ctx.agreement, calendar=ctx.calendar, as_of=as_of, scope=scope)
         days, actual, goal = digest_chart(session, ctx, as_of=as_of, team=team,
-                                          goal_total=float(numbers["marketing"]["goal"]))
+                                          goal_total=float(numbers.marketing.goal))
     team_obj = ctx.agreement.team(team) if team else None
     local = ctx.calendar.local(as_of)
     heading = team_obj.name if team_obj else ctx.agreement.name
     title = f"{heading}: daily SLA digest, {local:%a %b} {local.day}"
     sections = _sections(ctx, numbers, team_obj)
-    chart = cumulative_chart_png(days=days, actual=actual, goal=goal, goal_total=numbers["marketing"]["goal"],
+    chart = cumulative_chart_png(days=days, actual=actual, goal=goal, goal_total=numbers.marketing.goal,
                                  title=f"Workable leads, {local:%B %Y}" + (f" ({team_obj.name})" if team_obj else ""))
     return DigestContent(title=title, sections=sections, text=_as_text(title, sections), chart_png=chart,
                          numbers=numbers)
@@ -165,78 +166,79 @@ def _minutes(value: float | None) -> str:
     return labels.business_time(value)
 
 
-def _sections(ctx: Context, numbers: dict[str, Any], team: Team | None) -> list[tuple[str, list[str]]]:
-    m, s, y = numbers["marketing"], numbers["sales"], numbers["yesterday"]
-    period = numbers["period"]
-    rejected = numbers["rejected"]
+def _sections(ctx: Context, numbers: Status, team: Team | None) -> list[tuple[str, list[str]]]:
+    m, s, y = numbers.marketing, numbers.sales, numbers.yesterday
+    period = numbers.period
+    rejected = numbers.rejected
     names = {r.key: r.name for r in ctx.agreement.all_reps()}
     currency = ctx.agreement.currency
 
     def money(value: float | None) -> str:
         return labels.money(value, currency)
 
-    pace = (f"Pace: {_pct(m['pace'])} of the pace the goal needs, with {_pct(period['elapsed'])} of the "
-            "month's business time gone" if m["pace"] is not None else
+    pace = (f"Pace: {_pct(m.pace)} of the pace the goal needs, with {_pct(period.elapsed)} of the "
+            "month's business time gone" if m.pace is not None else
             "Pace: none yet (no business time has passed this month)")
     marketing = [
-        f"Workable leads this month: {m['workable']} of a {m['goal']} goal ({m['active_reps']} reps × "
+        f"Workable leads this month: {m.workable} of a {m.goal} goal ({m.active_reps} reps × "
         f"{ctx.agreement.marketing.workable_leads_per_rep_per_month} each)",
         pace,
-        f"Month end: {labels.pace(m['projected'], m['goal'])} workable leads",
-        f"Lead value this month: {money(m['value'])}"
-        + (f" of a {money(m['value_goal'])} goal" if m.get("value_goal") is not None else ""),
-        f"By source: {_counts(m['mix']['source'], labels.source)}",
-        f"By offer: {_counts(m['mix']['offer'], labels.offer)}",
-        f"In nurture (not workable yet): {labels.count_of(m['nurture'], 'lead')}",
-        f"Rejected by Sales: {labels.count_of(rejected['total'], 'lead')}"
-        + (f" ({_counts(rejected['by_reason'], labels.disqualify_reason)})" if rejected["total"] else ""),
+        f"Month end: {labels.pace(m.projected, m.goal)} workable leads",
+        f"Lead value this month: {money(m.value)}"
+        + (f" of a {money(m.value_goal)} goal" if m.value_goal is not None else ""),
+        f"By source: {_counts(m.mix.source, labels.source)}",
+        f"By offer: {_counts(m.mix.offer, labels.offer)}",
+        f"In nurture (not workable yet): {labels.count_of(m.nurture, 'lead')}",
+        f"Rejected by Sales: {labels.count_of(rejected.total, 'lead')}"
+        + (f" ({_counts(rejected.by_reason, labels.disqualify_reason)})" if rejected.total else ""),
     ]
-    if m["per_rep"]:
-        marketing.append("Per rep: " + ", ".join(f"{names.get(k, k)} {n}" for k, n in m["per_rep"].items()))
-    target = s.get("opportunity_rate_target")
+    if m.per_rep:
+        marketing.append("Per rep: " + ", ".join(f"{names.get(k, k)} {n}" for k, n in m.per_rep.items()))
+    target = s.opportunity_rate_target
     sales = [
-        f"Worked: {_pct(s['worked_pct'])} of {labels.count_of(s['cohort'], 'lead')} due "
+        f"Worked: {_pct(s.worked_pct)} of {labels.count_of(s.cohort, 'lead')} due "
         "(past their first-touch deadline or already touched)",
-        f"Touched within the SLA: {_pct(s['within_sla_pct'])}",
-        f"Speed to lead: median first touch {_minutes(s['speed_to_lead_p50'])} "
-        f"(90% within {_minutes(s['speed_to_lead_p90'])}), in business time",
-        f"Follow-up: {_num(s['attempts_per_lead'], 2)} attempts per lead; {_pct(s['connect_rate'])} of "
+        f"Touched within the SLA: {_pct(s.within_sla_pct)}",
+        f"Speed to lead: median first touch {_minutes(s.speed_to_lead_p50)} "
+        f"(90% within {_minutes(s.speed_to_lead_p90)}), in business time",
+        f"Follow-up: {_num(s.attempts_per_lead, 2)} attempts per lead; {_pct(s.connect_rate)} of "
         "worked leads connected",
-        f"Opportunities: {_pct(s['opportunity_rate'])} of workable leads"
+        f"Opportunities: {_pct(s.opportunity_rate)} of workable leads"
         + (f" (target {_pct(target)})" if target is not None else "")
-        + f"; {money(s['pipeline_value'])} pipeline",
-        f"Open breaches: {labels.count_of(s['open_breaches'], 'lead')} past the first-touch deadline "
-        "with no touch" if s["open_breaches"] else "Open breaches: none",
+        + f"; {money(s.pipeline_value)} pipeline",
+        f"Open breaches: {labels.count_of(s.open_breaches, 'lead')} past the first-touch deadline "
+        "with no touch" if s.open_breaches else "Open breaches: none",
     ]
-    breaches = numbers["breaches"]
+    breaches = numbers.breaches
     listed = [
-        f"{b['name']}" + (f" ({b['company']})" if b.get("company") else "")
-        + f": owner {b.get('owner_name') or b.get('owner') or 'unassigned'}"
-        + (f", {_team_name(ctx, b['team'])}" if team is None and b.get("team") else "")
-        + f", {_minutes(b['minutes_overdue'])} overdue (business time)"
+        f"{b.name}" + (f" ({b.company})" if b.company else "")
+        + f": owner {b.owner_name or b.owner or 'unassigned'}"
+        + (f", {_team_name(ctx, b.team)}" if team is None and b.team else "")
+        + f", {_minutes(b.minutes_overdue)} overdue (business time)"
         for b in breaches[:BREACHES_SHOWN]
     ]
-    more = s["open_breaches"] - len(listed)
+    more = s.open_breaches - len(listed)
     if more > 0:
         listed.append(f"... and {more} more")
     if not listed:
         listed = ["None: every lead past its first-touch deadline has been touched."]
-    day = date.fromisoformat(y["date"])
+    day = y.date
     yesterday = [
-        f"Workable leads handed off: {y['workable']}; to nurture: {y['nurture']}",
-        f"First touches: {y['first_touches']} ({y['first_touches_within_sla']} within the SLA)",
-        f"Opportunities created: {y['opportunities']} ({money(y['opportunity_amount'])})",
-        f"Deadlines missed: {y['breaches']}"
-        + (" (" + ", ".join(f"{b['name']} ({names.get(b['owner'] or '', b['owner'] or 'unassigned')})"
-                            for b in y["breached"][:BREACHES_SHOWN]) + ")" if y["breached"] else ""),
+        f"Workable leads handed off: {y.workable}; to nurture: {y.nurture}",
+        f"First touches: {y.first_touches} ({y.first_touches_within_sla} within the SLA)",
+        f"Opportunities created: {y.opportunities} ({money(y.opportunity_amount)})",
+        f"Deadlines missed: {y.breaches}"
+        + (" (" + ", ".join(f"{b.name} ({names.get(b.owner or '', b.owner or 'unassigned')})"
+                            for b in y.breached[:BREACHES_SHOWN]) + ")" if y.breached else ""),
     ]
     return [
         ("Marketing: leads delivered", marketing),
         ("Sales: every lead worked", sales),
         ("Open breaches", listed),
         (f"Yesterday ({day:%a %b} {day.day})", yesterday),
-    ] + ([("Experiments: leads sent to Sales as a trial", [experiment_sentence(e) for e in numbers["experiments"]])]
-         if numbers.get("experiments") else [])
+    ] + ([("Experiments: leads sent to Sales as a trial",
+           [experiment_sentence(e.model_dump()) for e in numbers.experiments])]
+         if numbers.experiments else [])
 
 
 def _team_name(ctx: Context, key: str) -> str:

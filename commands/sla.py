@@ -19,7 +19,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from commands import labels
 from commands.actions import set_away
@@ -32,6 +32,9 @@ from storage.db import IntegrityError
 from storage.leads import count_open, open_leads
 from storage.routing import rep_away
 from storage.tables import Lead
+
+if TYPE_CHECKING:
+    from storage.metrics import Status
 
 #: At most this many leads are listed by `leads` (the rest are counted).
 LEADS_LIMIT = 25
@@ -172,7 +175,7 @@ def unknown_team(ctx: Context, key: str) -> CommandReply:
     return CommandReply(f"There is no team “{shown}” in the agreement. Teams: {teams}.")
 
 
-def load_status(ctx: Context, scope: str) -> dict[str, Any]:
+def load_status(ctx: Context, scope: str) -> Status:
     from storage.metrics import status
 
     with ctx.db.read() as session:
@@ -185,44 +188,41 @@ def status_reply(ctx: Context, *, scope: str, label: str) -> CommandReply:
                         tuple(status_lines(data, currency=ctx.agreement.currency)))
 
 
-def status_lines(data: dict[str, Any], *, currency: str | None = "USD") -> list[str]:
-    """The Status JSON as a few readable sentences: every number is one of `data`'s, in words that
-    say what it means (fractions as percentages, durations in business time, money with its sign)."""
-    period = data.get("period") or {}
-    m = data.get("marketing") or {}
-    s = data.get("sales") or {}
+def status_lines(data: Status, *, currency: str | None = "USD") -> list[str]:
+    """The status as a few readable sentences: every number is one of `data`'s, in words that say
+    what it means (fractions as percentages, durations in business time, money with its sign)."""
+    period, m, s = data.period, data.marketing, data.sales
 
     def money(value: Any) -> str:
         return labels.money(value, currency)
 
-    lines = [f"{percent(period.get('elapsed'))} of the month's business time has passed."]
-    value_goal = m.get("value_goal")
-    value = f"Lead value {money(m.get('value'))}" + (
-        f" of a {money(value_goal)} goal" if value_goal is not None else "")
-    pace = (f"{percent(m.get('pace'))} of the pace the goal needs, "
-            f"{labels.pace(m.get('projected'), m.get('goal'))} by month end"
-            if m.get("pace") is not None else "no pace yet (no business time has passed)")
-    lines.append(f"Marketing: {number(m.get('workable'))} of {number(m.get('goal'))} workable leads delivered; "
-                 f"{pace}. {value}. {labels.count_of(m.get('nurture'), 'lead')} in nurture.")
-    if s.get("cohort") == 0:
+    lines = [f"{percent(period.elapsed)} of the month's business time has passed."]
+    value = f"Lead value {money(m.value)}" + (
+        f" of a {money(m.value_goal)} goal" if m.value_goal is not None else "")
+    pace = (f"{percent(m.pace)} of the pace the goal needs, "
+            f"{labels.pace(m.projected, m.goal)} by month end"
+            if m.pace is not None else "no pace yet (no business time has passed)")
+    lines.append(f"Marketing: {number(m.workable)} of {number(m.goal)} workable leads delivered; "
+                 f"{pace}. {value}. {labels.count_of(m.nurture, 'lead')} in nurture.")
+    if s.cohort == 0:
         lines.append("Sales: no lead is due yet (none is past its first-touch deadline or touched).")
     else:
-        lines.append(f"Sales: worked {percent(s.get('worked_pct'))} of {labels.count_of(s.get('cohort'), 'lead')} "
-                     f"due so far; {percent(s.get('within_sla_pct'))} touched within the SLA.")
-    lines.append(f"Speed to lead: median first touch {business_minutes(s.get('speed_to_lead_p50'))} "
-                 f"(90% within {business_minutes(s.get('speed_to_lead_p90'))}), in business time.")
-    lines.append(f"Follow-up: {number(s.get('attempts_per_lead'))} attempts per lead; "
-                 f"{percent(s.get('connect_rate'))} of worked leads connected; "
-                 f"{percent(s.get('opportunity_rate'))} became opportunities "
-                 f"({money(s.get('pipeline_value'))} pipeline).")
-    breaches = data.get("breaches") or []
-    count = s.get("open_breaches", len(breaches))
+        lines.append(f"Sales: worked {percent(s.worked_pct)} of {labels.count_of(s.cohort, 'lead')} "
+                     f"due so far; {percent(s.within_sla_pct)} touched within the SLA.")
+    lines.append(f"Speed to lead: median first touch {business_minutes(s.speed_to_lead_p50)} "
+                 f"(90% within {business_minutes(s.speed_to_lead_p90)}), in business time.")
+    lines.append(f"Follow-up: {number(s.attempts_per_lead)} attempts per lead; "
+                 f"{percent(s.connect_rate)} of worked leads connected; "
+                 f"{percent(s.opportunity_rate)} became opportunities "
+                 f"({money(s.pipeline_value)} pipeline).")
+    breaches = data.breaches
+    count = s.open_breaches
     if not count:
         lines.append("Open breaches: none (every lead past its first-touch deadline has been touched).")
     else:
         shown = breaches[:BREACHES_SHOWN]
-        named = "; ".join(f"{b.get('name')} ({b.get('owner_name') or 'unassigned'}, "
-                          f"{business_minutes(b.get('minutes_overdue'))} overdue)" for b in shown)
+        named = "; ".join(f"{b.name} ({b.owner_name or 'unassigned'}, "
+                          f"{business_minutes(b.minutes_overdue)} overdue)" for b in shown)
         more = f"; and {count - len(shown)} more" if count > len(shown) else ""
         lines.append(f"Open breaches: {labels.count_of(count, 'lead')} past the first-touch deadline "
                      f"with no touch: {named}{more}.")

@@ -60,7 +60,7 @@ class Lead(SQLModel, table=True):
         sa.Index("ix_lead_team_handed_off", "team", "handed_off_at"),
         sa.Index("ix_lead_owner_open", "owner", "is_open"),
         sa.Index("ix_lead_owner_since", "owner", "owner_since"),
-        # The metric reports (storage/metrics.py): the month's leads are read from these
+        # The metric reports (storage/metrics/): the month's leads are read from these
         # covering indexes alone, never from the wide lead rows (migration 0005).
         sa.Index("ix_lead_handoff_metrics", *HANDOFF_METRICS),
         sa.Index("ix_lead_routed_metrics", *ROUTED_METRICS),

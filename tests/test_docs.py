@@ -95,7 +95,7 @@ def test_every_agreement_field_is_documented() -> None:
 
 def test_every_status_key_is_documented(services: Services) -> None:
     handoff(services.ctx, LeadIn.model_validate_json(EXAMPLE_LEAD.read_text()))
-    status = services.status(as_of=T0.replace(hour=17))
+    status = services.status(as_of=T0.replace(hour=17)).model_dump(mode="json")
     doc = sections(DOCS / "status.md")
     assert status["breaches"] and status["closed_loop"]["segments"], "the example lead should show in both"
 

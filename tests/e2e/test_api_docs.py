@@ -3,18 +3,20 @@ and /docs loads only files the app serves itself (it works with no internet acce
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import httpx
+import jsonschema  # type: ignore[import-untyped]
 import pytest
 from fastapi import FastAPI
 
 from bot.app import create_app
 from bot.services import Services
 from sla.lead import LeadIn
-from tests.conftest import LiveServer
+from tests.conftest import EXAMPLE_LEAD, INTAKE_TOKEN, LiveServer
 
 
 @pytest.fixture
@@ -88,6 +90,37 @@ def test_other_routes_document_their_bodies(schema: dict[str, Any]) -> None:
     assert hubspot["requestBody"]["content"]["application/json"]["schema"]["type"] == "array"
     assert json_schema(schema, paths["/readyz"]["get"]["responses"]["503"])["properties"]["database"]
     assert json_schema(schema, paths["/healthz"]["get"]["responses"]["200"])["properties"]["status"]
+
+
+def test_status_schema_documents_the_json_the_route_sends(schema: dict[str, Any], live: LiveServer) -> None:
+    """/openapi.json describes GET /api/v1/status with the typed model's fields, and the JSON the
+    route sends over HTTP validates against it, with no key the schema does not name."""
+    auth = {"Authorization": f"Bearer {INTAKE_TOKEN}"}
+    status = json_schema(schema, schema["paths"]["/api/v1/status"]["get"]["responses"]["200"])
+    marketing = resolve(schema, status["properties"]["marketing"])
+    sales = resolve(schema, status["properties"]["sales"])
+    assert {"period", "marketing", "sales", "closed_loop", "capacity", "experiments", "as_of",
+            "scope"} <= set(status["required"])
+    assert {"workable", "goal", "pace", "projected", "value", "value_goal", "nurture", "mix",
+            "per_rep"} <= set(marketing["required"])
+    assert marketing["properties"]["workable"]["type"] == "integer"
+    assert {"cohort", "worked_pct", "within_sla_pct", "speed_to_lead_p50", "speed_to_lead_p90",
+            "attempts_per_lead", "connect_rate", "opportunity_rate", "pipeline_value", "open_breaches",
+            "per_rep"} <= set(sales["required"])
+    assert status["additionalProperties"] is False and marketing["additionalProperties"] is False
+
+    # One routed lead, so the per-rep entries, the mix and a closed-loop segment are not empty.
+    assert httpx.post(f"{live.url}/api/v1/leads", json=json.loads(EXAMPLE_LEAD.read_text()),
+                      headers=auth).status_code == 201
+    response = httpx.get(f"{live.url}/api/v1/status", headers=auth)
+    assert response.status_code == 200 and response.headers["content-type"] == "application/json"
+    body = response.json()
+    jsonschema.validate(body, {**status, "components": schema["components"]},
+                        cls=jsonschema.Draft202012Validator)
+    assert body["marketing"]["workable"] == 1 and body["closed_loop"]["segments"]
+    assert set(body) == set(status["properties"])
+    assert set(body["marketing"]) == set(marketing["properties"])
+    assert set(body["sales"]) == set(sales["properties"])
 
 
 def test_every_reference_in_the_schema_resolves(schema: dict[str, Any]) -> None:

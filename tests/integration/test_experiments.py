@@ -152,10 +152,12 @@ def test_status_reports_each_experiment_with_its_verdict(trial_ctx: Context, clo
         assert record_outcome(ctx, external_id=f"e{i}", type="opportunity_created", amount=None, at=None,
                               crm_url=None)
     with ctx.db.read() as session:
-        data = status(session, agreement=agreement, calendar=ctx.calendar, as_of=T0 + timedelta(hours=1))
-        before = status(session, agreement=agreement, calendar=ctx.calendar, as_of=T0 - timedelta(hours=1))
+        data = status(session, agreement=agreement, calendar=ctx.calendar,
+                      as_of=T0 + timedelta(hours=1)).model_dump(mode="json")
+        before = status(session, agreement=agreement, calendar=ctx.calendar,
+                        as_of=T0 - timedelta(hours=1)).model_dump(mode="json")
         team = status(session, agreement=agreement, calendar=ctx.calendar, as_of=T0 + timedelta(hours=1),
-                      scope="team:midmarket")
+                      scope="team:midmarket").model_dump(mode="json")
     trial, later = data["experiments"]
     assert trial["key"] == "justify-ebook" and trial["name"] == "Justify-the-purchase e-book"
     assert (trial["leads"], trial["opportunities"], trial["opportunity_rate"]) == (40, 20, 0.5)

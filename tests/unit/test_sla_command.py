@@ -16,6 +16,7 @@ from commands.intake import handoff
 from commands.registry import COMMANDS, usage_hint
 from sla.clock import FixedClock
 from sla.lead import LeadIn
+from storage.metrics import Status
 from storage.tables import ChannelBinding, Lead, RepStatus
 from tests.conftest import EXAMPLE_LEAD
 
@@ -92,6 +93,41 @@ def test_status_scopes(ctx: Context) -> None:
     assert ask(ctx, ANA, "status everything").text == "Usage: /sla status [me | team KEY]"
 
 
+def _status(numbers: dict[str, Any]) -> Status:
+    """A Status with `numbers` (a part of the Status JSON) and zeros, empty lists or None elsewhere."""
+    instant = "2026-11-24T15:00:00Z"
+    rates = dict.fromkeys(("worked_pct", "within_sla_pct", "speed_to_lead_p50", "speed_to_lead_p90",
+                           "system_delay_p50_s", "system_delay_p95_s", "attempts_per_lead", "cadence_met_pct",
+                           "connect_rate", "opportunity_rate", "opportunity_rate_target",
+                           "opportunity_rate_first_touch_met", "opportunity_rate_first_touch_missed"))
+    counts = dict.fromkeys(("cohort", "worked", "within_sla", "attempts", "recycled", "connected",
+                            "opportunities", "open_breaches"), 0)
+    base: dict[str, Any] = {
+        "as_of": instant, "scope": "all",
+        "period": {"start": instant, "end": instant, "elapsed": 0.0, "business_minutes_elapsed": 0.0,
+                   "business_minutes_total": 0.0},
+        "marketing": {"leads": 0, "workable": 0, "goal": 0, "active_reps": 0, "pace": None, "projected": None,
+                      "value": 0.0, "value_goal": None, "nurture": 0, "by_source": {},
+                      "mix": {"source": {}, "offer": {}}, "per_rep": {}},
+        "sales": {**rates, **counts, "pipeline_value": 0.0, "per_rep": {}},
+        "closed_loop": {"start": instant, "segments": [], "first_touch_met_leads": 0, "first_touch_missed_leads": 0,
+                        "opportunity_rate_first_touch_met": None, "opportunity_rate_first_touch_missed": None},
+        "capacity": {"week_start": instant, "week_end": instant, "delivered": 0, "capacity": 0, "utilization": None,
+                     "per_rep": {}},
+        "rejected": {"total": 0, "by_reason": {}, "by_source": {}, "rows": []},
+        "yesterday": {"date": "2026-11-23", "workable": 0, "nurture": 0, "first_touches": 0,
+                      "first_touches_within_sla": 0, "opportunities": 0, "opportunity_amount": 0.0, "breaches": 0,
+                      "breached": []},
+        "experiments": [],
+    }
+    breach = {"lead_id": 1, "company": None, "owner": None, "team": None, "tier": None, "due": instant,
+              "owner_due": None}
+    for part in ("period", "marketing", "sales"):
+        base[part] |= numbers.get(part, {})
+    base["breaches"] = [breach | b for b in numbers.get("breaches", [])]
+    return Status.model_validate(base)
+
+
 def test_status_lines_format_the_contract_numbers() -> None:
     numbers = {
         "period": {"elapsed": 0.79},
@@ -103,7 +139,7 @@ def test_status_lines_format_the_contract_numbers() -> None:
         "breaches": [{"name": f"Lead {i}", "owner_name": "Ana Ruiz", "minutes_overdue": 35.0 + i}
                      for i in range(6)],
     }
-    lines = sla.status_lines(numbers)
+    lines = sla.status_lines(_status(numbers))
     assert lines[0] == "79% of the month's business time has passed."
     assert lines[1] == ("Marketing: 112 of 200 workable leads delivered; 71% of the pace the goal needs, "
                         "on pace for 142 of 200 by month end. Lead value $98,000 of a $250,000 goal. "
@@ -115,12 +151,12 @@ def test_status_lines_format_the_contract_numbers() -> None:
     assert lines[5].startswith("Open breaches: 7 leads past the first-touch deadline with no touch: "
                                "Lead 0 (Ana Ruiz, 35 min overdue); ")
     assert lines[5].endswith("; and 2 more.") and "Lead 5" not in lines[5]
-    empty = sla.status_lines({"marketing": {"pace": None, "value_goal": None},
-                              "sales": {"speed_to_lead_p50": None, "open_breaches": 0}})
+    empty = sla.status_lines(_status({"marketing": {"pace": None, "value_goal": None},
+                                      "sales": {"speed_to_lead_p50": None, "open_breaches": 0}}))
     assert "no pace yet" in empty[1] and " of a " not in empty[1]
     assert "median first touch n/a" in empty[3] and empty[-1].startswith("Open breaches: none")
     # Money in the agreement's currency; none of the contract's field names reach the reader.
-    assert "€310,000 pipeline" in sla.status_lines(numbers, currency="EUR")[4]
+    assert "€310,000 pipeline" in sla.status_lines(_status(numbers), currency="EUR")[4]
     text = "\n".join(lines)
     for raw in ("cohort", "worked_pct", "p50", "p90", "0.81", "310000", "business min"):
         assert raw not in text

@@ -1,0 +1,118 @@
+"""Marketing's numbers: one grouped scan of the month's handed-off leads (`_handoff_groups`), which
+the closed loop and the rejected leads fold too."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlmodel import Session, col
+
+from sla.agreement import Agreement
+from sla.metrics import DURATION_DIGITS, FRACTION_DIGITS, money, pace, projection, ratio
+from storage.metrics.model import Marketing, Mix
+from storage.metrics.period import Period, Scope
+from storage.metrics.sql import UNKNOWN, _add, _count_if, _handed_off_between, _run, _sorted_counts, _sum, _workable
+from storage.tables import Lead
+
+
+@dataclass(frozen=True)
+class _HandoffGroup:
+    """The counts of one (source, offer, owner, rejection reason) group of handed-off leads."""
+
+    source: str | None
+    offer: str | None
+    owner: str | None
+    #: The reason Sales disqualified these leads by `as_of` (None: not rejected by then).
+    rejected: str | None
+    leads: int
+    workable: int
+    value: float                 # over workable leads
+    opportunities: int           # workable leads with an opportunity by as_of
+    pipeline: float              # their opportunity amounts
+    any_opportunities: int       # any lead (workable or not) with an opportunity by as_of
+    won: int
+    bookings: float
+
+
+def _handoff_groups(session: Session, start: datetime, as_of: datetime, scope: Scope) -> list[_HandoffGroup]:
+    """The leads handed off in ``[start, as_of]``, counted per (source, offer, owner, rejection
+    reason by `as_of`): one scan of the covering index `ix_lead_handoff_metrics`, a few hundred
+    groups at most, folded by `_marketing`, `_closed_loop_of` and `_rejected_of`."""
+    workable = _workable()
+    opportunity = col(Lead.opportunity_at) <= as_of
+    workable_opportunity = sa.and_(workable, opportunity)
+    won = col(Lead.won_at) <= as_of
+    rejected = sa.case((sa.and_(col(Lead.disqualify_reason).is_not(None), col(Lead.closed_at) <= as_of),
+                        col(Lead.disqualify_reason)), else_=sa.null()).label("rejected")
+    rows = _run(session,
+        sa.select(
+            col(Lead.source), col(Lead.offer), col(Lead.owner), rejected,
+            sa.func.count().label("leads"),
+            _count_if(workable).label("workable"),
+            _sum(sa.case((workable, col(Lead.value)), else_=0.0)).label("value"),
+            _count_if(workable_opportunity).label("opportunities"),
+            _sum(sa.case((workable_opportunity, col(Lead.opportunity_amount)), else_=0.0)).label("pipeline"),
+            _count_if(opportunity).label("any_opportunities"),
+            _count_if(won).label("won"),
+            _sum(sa.case((won, col(Lead.bookings)), else_=0.0)).label("bookings"),
+        )
+        .where(*_handed_off_between(start, as_of), *scope.where(driven_by="handed_off_at"))
+        .group_by(col(Lead.source), col(Lead.offer), col(Lead.owner), rejected)
+    ).all()
+    return [
+        _HandoffGroup(source=row.source, offer=row.offer, owner=row.owner, rejected=row.rejected,
+                      leads=int(row.leads), workable=int(row.workable), value=float(row.value),
+                      opportunities=int(row.opportunities), pipeline=float(row.pipeline),
+                      any_opportunities=int(row.any_opportunities), won=int(row.won),
+                      bookings=float(row.bookings))
+        for row in rows
+    ]
+
+
+def _marketing(agreement: Agreement, period: Period, scope: Scope,
+               groups: Sequence[_HandoffGroup]) -> tuple[Marketing, int, float]:
+    """Marketing's numbers from the handed-off groups, with the workable leads' opportunities and
+    their pipeline by `as_of` (Sales reports those two)."""
+    leads = n_workable = opportunities = 0
+    value = pipeline = 0.0
+    by_source: dict[str, int] = {}
+    by_offer: dict[str, int] = {}
+    per_rep: dict[str, int] = {r.key: 0 for r in scope.reps}
+    for row in groups:
+        count = row.workable
+        leads += row.leads
+        n_workable += count
+        value += row.value
+        opportunities += row.opportunities
+        pipeline += row.pipeline
+        if count:
+            _add(by_source, row.source or UNKNOWN, count)
+            _add(by_offer, row.offer or UNKNOWN, count)
+            if row.owner is not None:
+                _add(per_rep, row.owner, count)
+
+    active = len(scope.active_reps)
+    goal = agreement.marketing.workable_leads_per_rep_per_month * active
+    all_active = sum(1 for r in agreement.all_reps() if r.active)
+    value_goal_month = agreement.marketing.lead_value_goal_per_month
+    share = ratio(active, all_active)
+    value_goal = None if value_goal_month is None or share is None else money(value_goal_month * share)
+    paced = pace(n_workable, goal, period.elapsed)
+    projected = projection(n_workable, period.elapsed)
+    return Marketing(
+        leads=leads,
+        workable=n_workable,
+        goal=goal,
+        active_reps=active,
+        pace=None if paced is None else round(paced, FRACTION_DIGITS),
+        projected=None if projected is None else round(projected, DURATION_DIGITS),
+        value=money(value),
+        value_goal=value_goal,
+        nurture=leads - n_workable,
+        by_source=_sorted_counts(by_source),
+        mix=Mix(source=_sorted_counts(by_source), offer=_sorted_counts(by_offer)),
+        per_rep=per_rep,
+    ), opportunities, pipeline

@@ -1,0 +1,158 @@
+"""The SQL building blocks every metric module shares: the lead-table conditions of DESIGN.md 2.7
+(workable, touched, met, counters as of an instant), aggregate helpers, and the percentile fold.
+
+Queries run on the session's connection as Core statements (see `_run`); each module of
+`storage.metrics` builds its own from these.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+import sqlalchemy as sa
+from sqlalchemy.sql.elements import ColumnElement
+from sqlmodel import Session, col
+
+from sla.agreement import Agreement
+from sla.lifecycle import ATTEMPTS, Action
+from sla.metrics import ratio
+from storage.tables import Lead, LeadEvent
+
+#: How far back from the instant (or day) in question leads are looked at when the fact tested has
+#: no index of its own (`closed_at`, `first_touch_at`, `opportunity_at`, `sla_due`): it keeps the
+#: cost at about two months of volume. A lead routed earlier that was closed, first touched or made
+#: an opportunity after it is missed by the past-`as_of` breach list and by yesterday's highlights.
+LOOKBACK: Final = timedelta(days=62)
+#: The key used for a missing source, offer or reason in the by-key dictionaries.
+UNKNOWN: Final = "unknown"
+
+_ATTEMPT_TYPES: Final = sorted(a.value for a in ATTEMPTS)
+_CONNECT_TYPE: Final = Action.CONNECTED.value
+
+
+def _workable() -> ColumnElement[bool]:
+    return col(Lead.workable).is_(sa.true())
+
+
+def _handed_off_between(start: datetime, as_of: datetime) -> list[ColumnElement[bool]]:
+    return [col(Lead.handed_off_at) >= start, col(Lead.handed_off_at) <= as_of]
+
+
+def _touched(as_of: datetime) -> ColumnElement[bool]:
+    """At least one attempt by `as_of`: the first attempt is what sets `first_touch_at`.
+
+    Never NULL (an untouched lead gives false, not NULL), so NOT of it and of `_met` is safe."""
+    return sa.and_(col(Lead.first_touch_at).is_not(None), col(Lead.first_touch_at) <= as_of)
+
+
+def _met(as_of: datetime) -> ColumnElement[bool]:
+    """First touch by `as_of` and at or before the original deadline (never NULL)."""
+    return sa.and_(_touched(as_of), col(Lead.first_touch_met).is_(sa.true()))
+
+
+def _counters_current(as_of: datetime) -> ColumnElement[bool]:
+    """No attempt after `as_of`, so the lead's counters are what they were at `as_of`."""
+    return sa.or_(col(Lead.last_attempt_at).is_(None), col(Lead.last_attempt_at) <= as_of)
+
+
+def _attempts_as_of(as_of: datetime) -> ColumnElement[Any]:
+    counted = (
+        sa.select(sa.func.count())
+        .where(col(LeadEvent.lead_id) == col(Lead.id), col(LeadEvent.type).in_(_ATTEMPT_TYPES),
+               col(LeadEvent.at) <= as_of)
+        .scalar_subquery()
+    )
+    return sa.case((_counters_current(as_of), col(Lead.attempts)), else_=counted)
+
+
+def _connected_as_of(as_of: datetime) -> ColumnElement[bool]:
+    recorded = sa.exists().where(col(LeadEvent.lead_id) == col(Lead.id),
+                                 col(LeadEvent.type) == _CONNECT_TYPE, col(LeadEvent.at) <= as_of)
+    current = _counters_current(as_of)
+    return sa.or_(sa.and_(current, col(Lead.connects) >= 1), sa.and_(sa.not_(current), recorded))
+
+
+def _required_attempts(agreement: Agreement) -> ColumnElement[Any]:
+    """Each lead's tier's `attempts.count`; a tier key the agreement no longer has gets the last tier's."""
+    tiers = agreement.sales.tiers
+    return sa.case({t.key: t.attempts.count for t in tiers}, value=col(Lead.tier),
+                   else_=tiers[-1].attempts.count)
+
+
+def _count_if(condition: ColumnElement[bool]) -> ColumnElement[Any]:
+    return _sum(sa.case((condition, 1), else_=0))
+
+
+def _sum(expression: ColumnElement[Any]) -> ColumnElement[Any]:
+    return sa.func.coalesce(sa.func.sum(expression), 0)
+
+
+def _run(session: Session, query: sa.Executable) -> Any:
+    """Run a Core query on the session's connection: these are plain rows, so the ORM's result
+    machinery (a measurable share of a report's time) is skipped."""
+    return session.connection().execute(query)
+
+
+def _percentiles(session: Session, column: Any, where: Iterable[ColumnElement[bool]],
+                 quantiles: Sequence[float]) -> list[float | None]:
+    """`sla.metrics.percentile(values, q)` for each q, where `values` is `column` over the rows of
+    `where` (NULLs left out): the database counts each distinct value, in order, and only those
+    (value, count) pairs come back, not every lead's value. Same arithmetic as
+    `sla.metrics.percentile` (``h = (n - 1) * q``, linear between the values ranked floor(h) and
+    floor(h) + 1), so the result is identical."""
+    pairs = [(float(row[0]), int(row[1])) for row in _run(session,
+             sa.select(column, sa.func.count()).where(*where, column.is_not(None))
+             .group_by(column).order_by(column)).all()]
+    n = sum(count for _, count in pairs)
+    results: list[float | None] = []
+    for q in quantiles:
+        if not 0 <= q <= 1:
+            raise ValueError(f"percentile q must be between 0 and 1, got {q!r}")
+        if n == 0:
+            results.append(None)
+            continue
+        h = (n - 1) * q
+        low = math.floor(h)
+        high = min(low + 1, n - 1)
+        x_low, x_high = _ranked(pairs, low), _ranked(pairs, high)
+        results.append(x_low + (h - low) * (x_high - x_low))
+    return results
+
+
+def _ranked(pairs: Sequence[tuple[float, int]], rank: int) -> float:
+    """The value at 0-based `rank` of the sorted multiset given as ordered (value, count) pairs."""
+    seen = 0
+    for value, count in pairs:
+        seen += count
+        if rank < seen:
+            return value
+    raise IndexError(rank)
+
+
+def _unindexed(column: Any) -> ColumnElement[Any]:
+    """`column` as an expression no index can serve (the same values, the same type on SQLite and
+    PostgreSQL): for a bound that must only filter the rows another index found."""
+    return sa.func.coalesce(column, column)
+
+
+def _utc(at: datetime) -> datetime:
+    if at.tzinfo is None:
+        raise ValueError("as_of must be timezone-aware")
+    return at.astimezone(UTC)
+
+
+def _add(counts: dict[str, int], key: str, n: int) -> None:
+    counts[key] = counts.get(key, 0) + n
+
+
+def _sorted_counts(counts: dict[str, int]) -> dict[str, int]:
+    """Largest first, then by key: stable output for digests and tests."""
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def _per_lead(total: int, leads: int) -> float | None:
+    value = ratio(total, leads)
+    return None if value is None else round(value, 2)

@@ -1,0 +1,55 @@
+"""`status()`: every number of DESIGN.md 2.7 for one instant and scope, as the typed `Status` model."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlmodel import Session
+
+from sla.agreement import Agreement
+from sla.calendar import BusinessCalendar
+from storage.metrics.breaches import BREACH_LIST_LIMIT, _breach_counts, open_breaches
+from storage.metrics.capacity import capacity
+from storage.metrics.closed_loop import _closed_loop_of
+from storage.metrics.experiments import experiments
+from storage.metrics.marketing import _handoff_groups, _marketing
+from storage.metrics.model import Status
+from storage.metrics.period import parse_scope, period_of
+from storage.metrics.rejected import _rejected_of
+from storage.metrics.sales import _cohort_counts, _CohortCounts, _sales
+from storage.metrics.yesterday import yesterday
+
+
+def status(session: Session, *, agreement: Agreement, calendar: BusinessCalendar, as_of: datetime,
+           scope: str = "all") -> Status:
+    """The Status JSON of the contract (`GET /api/v1/status`, `status(...).model_dump(mode="json")`)
+    plus every other number of DESIGN.md 2.7: ``as_of``, ``scope``, ``period``, ``marketing``,
+    ``sales``, ``breaches`` (the open breach list, at most BREACH_LIST_LIMIT), ``closed_loop``,
+    ``capacity``, ``rejected``, ``yesterday``, ``experiments``.
+    Raises ValueError for a malformed scope or an unknown team or rep.
+    """
+    where = parse_scope(agreement, scope)
+    period = period_of(calendar, as_of)
+    # One scan of the month's handed-off leads serves Marketing, the closed loop and the rejected
+    # leads; one scan of the Sales cohort serves Sales and the closed loop's first-touch split.
+    handed = _handoff_groups(session, period.start, period.as_of, where)
+    cohort = _cohort_counts(session, agreement, period, where)
+    marketing, opportunities, pipeline = _marketing(agreement, period, where, handed)
+    breach_counts = _breach_counts(session, period.as_of, where)
+    sales = _sales(session, agreement, period, where, cohort, workable_mtd=marketing.workable,
+                   opportunities=opportunities, pipeline=pipeline, breaches=breach_counts)
+    return Status(
+        as_of=period.as_of,
+        scope=where.text,
+        period=period.numbers(),
+        marketing=marketing,
+        sales=sales,
+        breaches=open_breaches(session, agreement=agreement, calendar=calendar, as_of=period.as_of,
+                               scope=scope, limit=BREACH_LIST_LIMIT),
+        closed_loop=_closed_loop_of(period.start, handed, sum(cohort.values(), _CohortCounts())),
+        capacity=capacity(session, agreement=agreement, calendar=calendar, as_of=period.as_of, scope=scope),
+        rejected=_rejected_of([(g.rejected, g.source, g.leads) for g in handed if g.rejected is not None]),
+        yesterday=yesterday(session, agreement=agreement, calendar=calendar, as_of=period.as_of, scope=scope),
+        experiments=experiments(session, agreement=agreement, calendar=calendar, as_of=period.as_of,
+                                scope=scope),
+    )
