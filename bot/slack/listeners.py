@@ -24,8 +24,6 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, select
 
 from bot.cards import ACTION_PREFIX, ActionPayload
 from bot.services import Services
@@ -37,12 +35,11 @@ from bot.slack.render import (
     command_response,
     home_view,
 )
-from commands.actions import ActionRequest, perform
-from commands.context import Actor, identify, known_email
+from commands import interaction
+from commands.actions import ActionRequest
+from commands.context import Actor
 from commands.sla import CommandReply, is_known, leads_reply, my_scope, not_in_agreement, run, status_reply
-from sla.lifecycle import Action, Refused, State, next_state
-from storage.outbox import enqueue, get_message_ref
-from storage.tables import InboundReceipt, Lead, PlatformUser
+from sla.lifecycle import Action
 
 log = logging.getLogger("slabot.slack")
 
@@ -93,57 +90,32 @@ class SlackListeners:
         return None
 
     def _first_delivery(self, event_id: str) -> bool:
-        try:
-            with self.ctx.db.write() as session:
-                session.add(InboundReceipt(source=PLATFORM, key=event_id, received_at=self.ctx.now()))
-        except IntegrityError:
-            return False
-        return True
+        return interaction.first_delivery(self.ctx, source=PLATFORM, key=event_id)
 
     # --- who clicked -------------------------------------------------------------------------
 
     async def actor(self, user_id: str, client: AsyncWebClient) -> Actor:
         """The Slack user as the agreement knows them: by Slack id, else by the e-mail Slack reports
         (looked up once with users.info and remembered in platform_user)."""
-        actor, looked_up = await self._thread(self._identify, user_id)
-        if is_known(actor) or looked_up:
-            return actor
+        known = await self._thread(interaction.who, self.ctx, platform=PLATFORM, user_id=user_id,
+                                   retry_after=LOOKUP_TTL)
+        if is_known(known.actor) or known.looked_up:
+            return known.actor
         try:
             response = await client.users_info(user=user_id)
         except SlackApiError as exc:
             # Slack answered (user_not_found, missing_scope, ...): remember "no e-mail" so every later
             # click does not ask again. Only a failure to get an answer is retried next time.
             log.info("users.info: %s; treating the user as unknown", exc.response.get("error"))
-            return await self._thread(self._remember, user_id, None)
+            return await self._thread(interaction.remember, self.ctx, platform=PLATFORM, user_id=user_id,
+                                      email=None)
         except (SlackClientError, OSError, TimeoutError) as exc:
             log.warning("users.info failed (%s); treating the user as unknown for now", type(exc).__name__)
-            return actor
+            return known.actor
         profile = (response.get("user") or {}).get("profile") or {}
         email = profile.get("email") or None
-        return await self._thread(self._remember, user_id, str(email) if email else None)
-
-    def _identify(self, user_id: str) -> tuple[Actor, bool]:
-        """(actor, whether a lookup is still fresh): an e-mail once found is kept; "Slack reported no
-        e-mail" is asked again after LOOKUP_TTL (people get added to the agreement)."""
-        with self.ctx.db.read() as session:
-            row = session.execute(select(PlatformUser).where(
-                col(PlatformUser.platform) == PLATFORM, col(PlatformUser.user_id) == user_id)).scalars().first()
-            email = known_email(session, platform=PLATFORM, user_id=user_id) if row else None
-        fresh = row is not None and (email is not None or row.updated_at > self.ctx.now() - LOOKUP_TTL)
-        return identify(self.ctx.agreement, platform=PLATFORM, user_id=user_id, email=email), fresh
-
-    def _remember(self, user_id: str, email: str | None) -> Actor:
-        try:
-            with self.ctx.db.write() as session:
-                row = session.execute(select(PlatformUser).where(
-                    col(PlatformUser.platform) == PLATFORM, col(PlatformUser.user_id) == user_id)
-                ).scalars().first() or PlatformUser(platform=PLATFORM, user_id=user_id,
-                                                    updated_at=self.ctx.now())
-                row.email, row.updated_at = email, self.ctx.now()
-                session.add(row)
-        except IntegrityError:
-            pass   # a concurrent click stored it first
-        return identify(self.ctx.agreement, platform=PLATFORM, user_id=user_id, email=email)
+        return await self._thread(interaction.remember, self.ctx, platform=PLATFORM, user_id=user_id,
+                                  email=str(email) if email else None)
 
     # --- buttons and selects on a lead card --------------------------------------------------
 
@@ -171,10 +143,7 @@ class SlackListeners:
                   click: str) -> None:
         """Run the action (authorized against the database now), then queue what chat must show."""
         try:
-            outcome = await self._thread(
-                perform, self.ctx, ActionRequest(
-                    lead_id=payload.lead_id, action=payload.action, actor=actor, version=payload.version,
-                    reason=payload.reason, amount=payload.amount, to_rep=payload.to_rep))
+            acted = await self._thread(interaction.act, self.ctx, _request(payload, actor))
         except Exception:
             # Nothing was recorded (the change is one transaction). Say so directly: the outbox
             # lives in the same database that just failed.
@@ -182,11 +151,9 @@ class SlackListeners:
             await self._tell_directly(user_id, channel, "Something went wrong and nothing was recorded. "
                                                         "Please try again in a moment.")
             return
-        if outcome.refused:
-            current = outcome.lead.version if outcome.lead is not None else None
-            stale = payload.version is not None and current is not None and current != payload.version
-            await self._thread(self._queue_refusal, outcome.text, lead_id=payload.lead_id, user_id=user_id,
-                               channel=channel, click=click, refresh=stale)
+        if acted.outcome.refused:
+            await self._thread(self._queue_refusal, acted.outcome.text, lead_id=payload.lead_id, user_id=user_id,
+                               channel=channel, click=click, refresh=acted.stale)
         self.services.wake_worker()
 
     async def _tell_directly(self, user_id: str, channel: str | None, text: str) -> None:
@@ -201,30 +168,19 @@ class SlackListeners:
     def _queue_refusal(self, text: str, *, lead_id: int, user_id: str, channel: str | None, click: str,
                        refresh: bool) -> None:
         """A private "no" to the person who clicked and, for a stale card, a re-render of the card."""
-        now = self.ctx.now()
-        with self.ctx.db.write() as session:
-            if channel:
-                enqueue(session, dedupe_key=f"slack:refused:{lead_id}:{user_id}:{click}"[:255], kind="ephemeral",
-                        platform=PLATFORM, target=channel, lead_id=lead_id, now=now,
-                        payload={"text": text, "user": user_id})
-            else:
-                enqueue(session, dedupe_key=f"slack:refused:{lead_id}:{user_id}:{click}"[:255], kind="dm",
-                        platform=PLATFORM, target=user_id, lead_id=lead_id, now=now, payload={"text": text})
-            ref = get_message_ref(session, lead_id=lead_id, platform=PLATFORM)
-            if refresh and (ref is not None or channel):
-                enqueue(session, dedupe_key=f"card:{lead_id}:{PLATFORM}:refresh:{click}"[:255], kind="card",
-                        platform=PLATFORM, target=ref.channel if ref else str(channel), lead_id=lead_id,
-                        now=now, payload={"refresh": True})
+        interaction.queue_refusal(self.ctx, platform=PLATFORM, text=text, lead_id=lead_id, user_id=user_id,
+                                  channel=channel, click=click, refresh=refresh)
 
     async def _open_amount_modal(self, payload: ActionPayload, actor: Actor, body: dict[str, Any],
                                  channel: str | None, click: str, client: AsyncWebClient) -> None:
         """Opportunity asks for an optional amount first. The person is checked before the modal
         opens (no form for a click that would be refused) and again when it is submitted."""
         user_id = str((body.get("user") or {}).get("id") or "")
-        name, refusal = await self._thread(self._precheck, payload, actor)
-        if refusal is not None:
-            await self._thread(self._queue_refusal, refusal[0], lead_id=payload.lead_id, user_id=user_id,
-                               channel=channel, click=click, refresh=refusal[1])
+        check = await self._thread(interaction.precheck, self.ctx, _request(payload, actor))
+        name = check.lead_name
+        if check.refusal is not None:
+            await self._thread(self._queue_refusal, check.refusal, lead_id=payload.lead_id, user_id=user_id,
+                               channel=channel, click=click, refresh=check.stale)
             self.services.wake_worker()
             return
         metadata = json.dumps({"a": payload.action.value, "lead": payload.lead_id, "v": payload.version,
@@ -238,21 +194,6 @@ class SlackListeners:
                                "please click again.", lead_id=payload.lead_id, user_id=user_id,
                                channel=channel, click=click, refresh=False)
             self.services.wake_worker()
-
-    def _precheck(self, payload: ActionPayload, actor: Actor) -> tuple[str | None, tuple[str, bool] | None]:
-        with self.ctx.db.read() as session:
-            lead = session.get(Lead, payload.lead_id)
-        if lead is None:
-            return None, (f"Lead {payload.lead_id} does not exist.", False)
-        try:
-            next_state(State(lead.state), payload.action, actor.role_for(self.ctx.agreement, lead),
-                       unowned=lead.owner is None)
-        except Refused as refused:
-            return lead.name, (refused.reason, payload.version not in (None, lead.version))
-        if payload.version is not None and payload.version != lead.version:
-            return lead.name, ("This card was out of date, so nothing was recorded. It shows the lead as it "
-                               "is now: click again if you still mean it.", True)
-        return lead.name, None
 
     async def on_amount_submitted(self, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any],
                                   client: AsyncWebClient) -> None:
@@ -312,16 +253,9 @@ class SlackListeners:
         return await self._thread(run, self.ctx, text=text, actor=actor, platform=PLATFORM, channel=channel)
 
     def _queue_reply(self, reply: CommandReply, *, user_id: str, channel: str | None, key: str) -> None:
-        now = self.ctx.now()
-        rendered = command_response(reply)
-        with self.ctx.db.write() as session:
-            if channel and reply.private:
-                enqueue(session, dedupe_key=f"slack:sla:{user_id}:{key}"[:255], kind="ephemeral", platform=PLATFORM,
-                        target=channel, now=now,
-                        payload={"text": reply.as_text(), "user": user_id, "blocks": rendered["blocks"]})
-            else:
-                enqueue(session, dedupe_key=f"slack:sla:{user_id}:{key}"[:255], kind="channel" if channel else "dm",
-                        platform=PLATFORM, target=channel or user_id, now=now, payload={"text": reply.as_text()})
+        interaction.queue_reply(self.ctx, platform=PLATFORM, text=reply.as_text(), user_id=user_id, channel=channel,
+                                key=key, private=reply.private,
+                                extra={"blocks": command_response(reply)["blocks"]})
 
     # --- App Home ----------------------------------------------------------------------------
 
@@ -346,3 +280,8 @@ class SlackListeners:
         # Names only: request bodies can hold people's text, and exceptions never carry the token.
         kind = body.get("type") if isinstance(body, dict) else None
         log.error("slack %s handler failed: %s", kind, type(error).__name__, exc_info=error)
+
+
+def _request(payload: ActionPayload, actor: Actor) -> ActionRequest:
+    return ActionRequest(lead_id=payload.lead_id, action=payload.action, actor=actor, version=payload.version,
+                         reason=payload.reason, amount=payload.amount, to_rep=payload.to_rep)

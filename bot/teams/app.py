@@ -51,11 +51,10 @@ from bot.teams.auth import TeamsAuth, build_auth
 from bot.teams.inbound import malformed_card_action
 from bot.teams.render import render_card, reply_text
 from bot.teams.transport import ADAPTIVE_CARD, TeamsTransport, text_activity
-from commands.actions import ActionRequest, perform
-from commands.context import Actor, identify, team_channel
+from commands import interaction
+from commands.actions import ActionRequest
+from commands.context import Actor
 from sla.lifecycle import Action
-from storage.outbox import enqueue, get_message_ref
-from storage.tables import Lead
 
 log = logging.getLogger("slabot.teams")
 
@@ -308,19 +307,21 @@ class SlabotTeams(ActivityHandler):  # type: ignore[misc]
         sender = turn_context.activity.from_property
         mri = sender.id if sender else None
         aad = sender.aad_object_id if sender else None
-        db = self.ctx.db
-        known = await anyio.to_thread.run_sync(lambda: store.known_user(db, aad_id=aad, mri=mri))
-        email = known.email if known else None
-        if known is None and mri:
-            member = await self._member(turn_context, mri)
-            if member is not None:
-                aad = aad or getattr(member, "aad_object_id", None)
-                upn = getattr(member, "user_principal_name", None)
-                email = getattr(member, "email", None) or (upn if upn and "@" in upn else None)
-                found_aad, found_email = aad, email
-                await anyio.to_thread.run_sync(lambda: store.remember_user(
-                    db, aad_id=found_aad, mri=mri, email=found_email, now=self.ctx.now()))
-        return identify(self.ctx.agreement, platform="teams", user_id=aad or mri or "", email=email)
+        known = await anyio.to_thread.run_sync(lambda: interaction.who(
+            self.ctx, platform=store.PLATFORM, user_id=aad or mri or "", stored_as=[i for i in (aad, mri) if i]))
+        if known.looked_up or not mri:
+            return known.actor
+        member = await self._member(turn_context, mri)
+        if member is None:
+            return known.actor
+        aad = aad or getattr(member, "aad_object_id", None)
+        upn = getattr(member, "user_principal_name", None)
+        email = getattr(member, "email", None) or (upn if upn and "@" in upn else None)
+        # Stored lower-cased: a DM addressed by e-mail finds the person's `29:` id by it (store.find_mri).
+        found_aad, found_email = aad, email.strip().lower() if email else None
+        return await anyio.to_thread.run_sync(lambda: interaction.remember(
+            self.ctx, platform=store.PLATFORM, user_id=found_aad or mri, email=found_email,
+            stored_as=[i for i in (found_aad, mri) if i], keep_known_email=True))
 
     # messages --------------------------------------------------------------------------------
 
@@ -401,30 +402,20 @@ class SlabotTeams(ActivityHandler):  # type: ignore[misc]
             return AdaptiveCardInvokeResponse(status_code=400, type=ERROR_RESPONSE,
                                               value={"code": "BadRequest", "message": "Unknown card action."})
         actor = await self.actor(turn_context)
-        outcome = await anyio.to_thread.run_sync(lambda: perform(self.ctx, ActionRequest(
+        acted = await anyio.to_thread.run_sync(lambda: interaction.act(self.ctx, ActionRequest(
             lead_id=payload.lead_id, action=payload.action, actor=actor, version=payload.version,
             reason=payload.reason, amount=payload.amount, to_rep=payload.to_rep)))
+        outcome = acted.outcome
         if outcome.refused or outcome.lead is None:
             # Nothing changed. The message shows only to the clicker; the card in the channel is
             # re-rendered through the outbox in case theirs was stale. The invoke id dedupes
             # Teams' own retries of this click.
             token = turn_context.activity.id or "click"
-            await anyio.to_thread.run_sync(self._queue_refresh, payload.lead_id, token)
+            await anyio.to_thread.run_sync(lambda: interaction.queue_refresh(
+                self.ctx, platform=store.PLATFORM, lead_id=payload.lead_id, token=token))
             self.services.wake_worker()
             return AdaptiveCardInvokeResponse(status_code=200, type=MESSAGE_RESPONSE, value=outcome.text)
         self.services.wake_worker()
         card = render_card(lead_card(self.ctx, outcome.lead))
         return AdaptiveCardInvokeResponse(status_code=200, type=ADAPTIVE_CARD, value=card)
 
-    def _queue_refresh(self, lead_id: int, token: str) -> None:
-        now = self.ctx.now()
-        with self.ctx.db.write() as session:
-            lead = session.get(Lead, lead_id)
-            team = self.ctx.agreement.team(lead.team or "") if lead is not None else None
-            if lead is None or team is None or get_message_ref(session, lead_id=lead_id, platform="teams") is None:
-                return
-            channel = team_channel(session, self.ctx.agreement, team=team, platform="teams")
-            if channel:
-                enqueue(session, dedupe_key=f"card:{lead_id}:teams:v{lead.version}:refresh:{token}"[:255],
-                        kind="card", platform="teams", target=channel, lead_id=lead_id, now=now,
-                        payload={"version": lead.version, "refresh": True})

@@ -6,7 +6,9 @@ Tables (storage.tables, queried through storage.bindings and storage.identity):
 platform "teams" for users, one keyed by the AAD object id (what the agreement's `teams:` ids
 and `identify` use) and one keyed by the `29:` id (what creating a 1:1 chat needs). The two
 rows of one person carry the same e-mail (stored lower-cased), which is how a DM addressed to an AAD id or an e-mail
-finds the `29:` id. All functions here are synchronous; async callers run them in a thread.
+finds the `29:` id. Who a Teams user is (their rows written and read) is commands.interaction's
+(`who`, `remember`); this module finds a person's `29:` id for a direct message. All functions here
+are synchronous; async callers run them in a thread.
 """
 
 from __future__ import annotations
@@ -114,41 +116,6 @@ def personal_conversation(db: Database, aad_id: str) -> ConversationInfo | None:
 
 
 # --- users ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class KnownUser:
-    aad_id: str | None
-    mri: str | None
-    email: str | None
-
-
-def remember_user(db: Database, *, aad_id: str | None, mri: str | None, email: str | None,
-                  now: datetime) -> None:
-    """Store (or refresh) the rows for one person: by AAD id and by `29:` id, same e-mail."""
-    ids = [i for i in (aad_id, mri) if i]
-    email = email.strip().lower() if email else None
-
-    def work(session: Session) -> None:
-        for user_id in ids:
-            identity.save_user(session, platform=PLATFORM, user_id=user_id, email=email, now=now,
-                               keep_known_email=True)
-
-    if ids:
-        _retrying(db, work)
-
-
-def known_user(db: Database, *, aad_id: str | None, mri: str | None) -> KnownUser | None:
-    """What we stored about this person, if both of their rows exist (else a lookup is due)."""
-    ids = [i for i in (aad_id, mri) if i]
-    if not ids:
-        return None
-    with db.read() as session:
-        rows = identity.platform_users(session, platform=PLATFORM, user_ids=ids)
-    if len(rows) < len(ids):
-        return None
-    email = next((r.email for r in rows.values() if r.email), None)
-    return KnownUser(aad_id=aad_id, mri=mri, email=email)
 
 
 def find_mri(db: Database, *, aad_id: str | None, email: str | None) -> str | None:

@@ -313,7 +313,7 @@ async def test_a_failed_action_is_reported_not_swallowed(slack: Slack, monkeypat
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("database unavailable")
 
-    monkeypatch.setattr("bot.slack.listeners.perform", broken)
+    monkeypatch.setattr("commands.interaction.perform", broken)
     await slack.click(EVE, card, "lead.claim")
     note = await eventually(lambda: slack.fake.ephemerals)
     assert note[0].user == EVE and "nothing was recorded" in note[0].text

@@ -451,12 +451,12 @@ def test_a_failing_turn_apologises_without_leaking(teams: Teams, monkeypatch: py
 
 
 async def test_a_failing_click_gets_a_generic_message(teams: Teams, monkeypatch: pytest.MonkeyPatch) -> None:
-    import bot.teams.app
+    import commands.interaction
 
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("stack trace with secrets")
 
-    monkeypatch.setattr(bot.teams.app, "perform", broken)
+    monkeypatch.setattr(commands.interaction, "perform", broken)
     response = teams.send(card_click(teams.url, who=user("ana"), verb="lead.claim",
                                      data={"a": "claim", "lead": 1, "v": 1},
                                      thread=f"{LEADS_CHANNEL};messageid=1", activity_id="1"))
