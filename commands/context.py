@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sla.agreement import Agreement, Person, Team
+from sla.agreement import CHAT_PLATFORMS, Agreement, Person, Team
 from sla.calendar import BusinessCalendar
 from sla.clock import Clock
 from sla.clocks import Clocks
@@ -21,7 +21,7 @@ class Context:
     db: Database
     agreement: Agreement
     clock: Clock
-    #: Chat platforms cards and messages are delivered to: "slack", "teams", "console".
+    #: Platforms cards and messages are delivered to: those of sla.agreement.CHAT_PLATFORMS, "console".
     platforms: tuple[str, ...] = ()
     #: Operator notices this process has logged already (each is logged once, not at every tick).
     noticed: set[str] = field(default_factory=set, repr=False, compare=False)
@@ -67,21 +67,15 @@ class Actor:
 
 
 def person_id(person: Person, platform: str) -> str | None:
-    if platform == "slack":
-        return person.slack
-    if platform == "teams":
-        return person.teams
-    return person.name
+    """Their id on a chat platform of the agreement; on a local one (the console), their name."""
+    return person.id_on(platform) if platform in CHAT_PLATFORMS else person.name
 
 
 def dm_target(person: Person, platform: str) -> str | None:
     """How a direct message to `person` is addressed on a platform: their platform id, else their
-    e-mail (`email:ADDRESS` on Slack, resolved with users.lookupByEmail; Teams resolves e-mails
-    through the connector's member lookup)."""
-    if platform == "teams":
-        return person.teams or person.email
-    if platform == "slack":
-        return person.slack or (f"email:{person.email}" if person.email else None)
+    e-mail in the form that platform resolves (sla.agreement.EMAIL_TARGETS); their name locally."""
+    if platform in CHAT_PLATFORMS:
+        return person.dm_target(platform)
     return person_id(person, platform)
 
 
@@ -126,4 +120,4 @@ def team_channel(session: Session, agreement: Agreement, *, team: Team, platform
         return bound
     if platform == "console":
         return f"#{team.key}"
-    return team.channel.slack if platform == "slack" else team.channel.teams if platform == "teams" else None
+    return team.channel.on(platform)

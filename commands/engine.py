@@ -434,7 +434,7 @@ def _notify_roles(session: Session, ctx: Context, lead: Lead, *, roles: Sequence
         person = resolve_person(ctx, key) if key else None
         if key is None or person is None:
             continue
-        identity = str((person.email or "").lower() or person.slack or person.teams or person.name)
+        identity = str((person.email or "").lower() or next(iter(person.chat_ids()), None) or person.name)
         if identity in seen:
             continue
         seen.add(identity)

@@ -22,6 +22,12 @@ WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DEFAULT_STAGES = ("awareness", "education", "solution_research", "evaluation", "decision")
 NOTIFY_ROLES = ("rep", "manager", "marketing_vp", "sales_vp")
 DIGEST_AUDIENCES = ("marketing_vp", "sales_vp", "team_channels", "managers")
+#: The chat platforms the agreement names people and channels on (their `slack:` and `teams:` keys).
+CHAT_PLATFORMS = ("slack", "teams")
+#: How a direct message is addressed by e-mail on a chat platform, to a person without an id there:
+#: Slack resolves `email:ADDRESS` with users.lookupByEmail; Teams the bare address through the
+#: connector's member lookup.
+EMAIL_TARGETS = {"slack": "email:{}", "teams": "{}"}
 
 _DURATION = re.compile(r"^\s*(?:(\d+)\s*d)?\s*(?:(\d+)\s*h)?\s*(?:(\d+)\s*m)?\s*$")
 _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
@@ -104,6 +110,21 @@ class Person(_Model):
     slack: str | None = None
     teams: str | None = None
 
+    def id_on(self, platform: str) -> str | None:
+        """Their id on a chat platform of the agreement (None on any other)."""
+        value: str | None = getattr(self, platform) if platform in CHAT_PLATFORMS else None
+        return value
+
+    def dm_target(self, platform: str) -> str | None:
+        """How a direct message to them is addressed on a chat platform: their id there, else their
+        e-mail in the platform's form (EMAIL_TARGETS); None if neither is known."""
+        by_email = EMAIL_TARGETS.get(platform)
+        return self.id_on(platform) or (by_email.format(self.email) if by_email and self.email else None)
+
+    def chat_ids(self) -> list[str]:
+        """Their ids on every chat platform of the agreement, in CHAT_PLATFORMS order."""
+        return [i for i in (self.id_on(p) for p in CHAT_PLATFORMS) if i]
+
 
 class Rep(Person):
     key: Key
@@ -115,6 +136,11 @@ class Rep(Person):
 class ChannelIds(_Model):
     slack: str | None = None
     teams: str | None = None
+
+    def on(self, platform: str) -> str | None:
+        """The channel on a chat platform of the agreement (None on any other)."""
+        value: str | None = getattr(self, platform) if platform in CHAT_PLATFORMS else None
+        return value
 
 
 class Team(_Model):
