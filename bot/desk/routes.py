@@ -174,7 +174,7 @@ class Desk:
             chart=charts.cumulative(days, actual, goal, title=f"Workable leads in {month} against the goal"),
             speed_chart=charts.distribution(SPEED_LABELS, speeds, title=f"Speed to lead, {month}"),
             rep_names={r.key: r.name for r in self.ctx.agreement.all_reps()}, local=self._local,
-            currency=self.ctx.agreement.currency, money=self._money,
+            currency=self.ctx.agreement.currency, money=self._money, refresh=self.config.refresh_seconds,
         )
         fragment = request.headers.get("x-desk-fragment") == "1"
         return self.render("overview_live.html" if fragment else "overview.html", session=session, **values)

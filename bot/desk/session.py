@@ -36,6 +36,8 @@ class DeskConfig:
     demo: bool = False
     #: Time source for the idle expiry (tests inject one); seconds since the epoch.
     clock: Any = field(default=time.time)
+    #: How often an open overview fetches its numbers again.
+    refresh_seconds: float = 30.0
 
     @property
     def secure(self) -> bool:

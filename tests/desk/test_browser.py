@@ -53,8 +53,9 @@ class Desk:
     """The running app (with its outbox worker and Slack on the fake) and a browser on its desk."""
 
     def __init__(self, server: LiveServer, services: Services, fake: FakeSlack, browser: WebDriver,
-                 shots: Path) -> None:
+                 shots: Path, app: Any) -> None:
         self.server, self.services, self.fake, self.browser, self.shots = server, services, fake, browser, shots
+        self.app = app
 
     def open(self, path_or_url: str) -> None:
         self.browser.get(path_or_url if path_or_url.startswith("http") else self.server.url + path_or_url)
@@ -130,7 +131,7 @@ def app_desk(db: Database, agreement: Agreement, clock: FixedClock, fake: FakeSl
     shots = tmp_path / "screenshots"
     shots.mkdir()
     with LiveServer(app) as server:
-        yield Desk(server, services, fake, browser, shots)
+        yield Desk(server, services, fake, browser, shots, app)
 
 
 def card(fake: FakeSlack, message: SlackMessage) -> SlackMessage:
@@ -198,6 +199,20 @@ def test_the_overview_shows_the_status_api_numbers(app_desk: Desk) -> None:
     assert "Workable leads" in str(chart.get_attribute("textContent"))
     assert "2 workable leads so far" in str(d.browser.find_element(By.CSS_SELECTOR, "svg.chart desc")
                                            .get_attribute("textContent"))
+
+
+def test_the_overview_refreshes_itself_while_open(app_desk: Desk) -> None:
+    d = app_desk
+    d.app.state.desk.refresh_seconds = 0.2   # 30 s in production
+    hand_off(d.server.url)
+    d.sign_in("sales_vp")
+    figure = '[data-key="marketing.workable"]'
+    assert d.browser.find_element(By.CSS_SELECTOR, figure).text.startswith("1 of ")
+    d.browser.execute_script("window.sameDocument = true")   # gone if the page were reloaded
+    hand_off(d.server.url, email="kim@initech.example", name="Kim Lee", company="Initech", external_id="hs-2")
+    d.wait(lambda b: b.find_element(By.CSS_SELECTOR, figure).text.startswith("2 of "))
+    assert d.browser.execute_script("return window.sameDocument") is True
+    assert d.browser.find_element(By.ID, "who").text.startswith("Sam Ortiz")
 
 
 def test_a_rep_is_refused_another_teams_lead(app_desk: Desk) -> None:

@@ -4,7 +4,7 @@
   "use strict";
   var live = document.getElementById("live");
   if (live && live.dataset.live === "1") {
-    var seconds = parseInt(live.dataset.refresh || "30", 10);
+    var seconds = parseFloat(live.dataset.refresh || "30");
     setInterval(function () {
       if (document.hidden) { return; }
       fetch(window.location.href, {headers: {"X-Desk-Fragment": "1"}, credentials: "same-origin"})
