@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -163,7 +164,8 @@ def test_search_filters_pages_and_csv(desk_live: Live) -> None:
 
 def test_sessions_lapse_after_12_idle_hours(desk_live: Live) -> None:
     server, services = desk_live
-    config = server.server.config.app.state.desk   # type: ignore[attr-defined]
+    app: Any = server.server.config.app
+    config = app.state.desk
     start = 1_800_000_000.0
     config.clock = lambda: start
     with httpx.Client(base_url=server.url) as client:
