@@ -14,11 +14,10 @@ from sla.lifecycle import State
 from sla.routing import RepLoad, choose_rep
 from storage.db import Session
 from storage.leads import add_event, iso
-from storage.routing import is_away, last_rep, rep_counts, save_cursor
+from storage.routing import last_rep, rep_counts, save_cursor
 from storage.tables import Lead
 
-__all__ = ["Routing", "announce_owner", "assign", "is_away", "lead_clock", "refresh_next_check", "rep_loads",
-           "set_owner"]
+__all__ = ["Routing", "announce_owner", "assign", "lead_clock", "refresh_next_check", "rep_loads", "set_owner"]
 
 
 class Routing:
