@@ -188,3 +188,15 @@ def test_static_files_are_served_by_the_app(desk_live: Live, path: str) -> None:
     server, _ = desk_live
     assert httpx.get(server.url + path).status_code == 200
     assert httpx.get(server.url + "/desk/static/..%2Fsession.py").status_code == 404
+
+
+def test_cookies_are_secure_behind_an_https_public_url() -> None:
+    from fastapi import Response
+
+    from bot.desk.session import DeskConfig, start
+
+    for public_url, secure in (("https://slabot.example.com", True), ("http://127.0.0.1:8000", False), (None, False)):
+        response = Response()
+        start(DeskConfig(secret=b"k" * 32, public_url=public_url), response, "sales_vp")
+        cookie = response.headers["set-cookie"].lower()
+        assert ("; secure" in cookie) is secure and "httponly" in cookie and "samesite=lax" in cookie
