@@ -168,6 +168,9 @@ class MarketingGoals(_Model):
     workable_leads_per_rep_per_month: int = Field(ge=0)
     lead_value_goal_per_month: float | None = Field(default=None, ge=0)
     opportunity_rate_target: float | None = Field(default=None, ge=0, le=1)
+    #: Sales' opportunity rate from cold calling (seed 004 #5): the rate any marketing lead must
+    #: beat to be worth Sales' time. Optional; status, digest and `/sla status` compare against it.
+    cold_call_baseline_rate: float | None = Field(default=None, ge=0, le=1)
 
 
 class Condition(_Model):

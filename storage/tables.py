@@ -50,6 +50,11 @@ ROUTED_METRICS = ("routed_at", "workable", "sla_due", "first_touch_at", "first_t
 OWNER_ROUTED_METRICS = ("owner", "routed_at", "workable", "sla_due", "first_touch_at", "first_touch_met", "team",
                         "tier", "state", "attempts", "last_attempt_at", "connects", "closed_at", "opportunity_at")
 
+#: The columns of the index that finds opportunities by their instant: the amounts, the Sales
+#: cohort's conditions and the scope (whether the SLA pays, yesterday's opportunities; migration 0008).
+OPPORTUNITY_METRICS = ("opportunity_at", "opportunity_amount", "workable", "routed_at", "sla_due", "first_touch_at",
+                       "first_touch_met", "handed_off_at", "team", "owner")
+
 
 class Lead(SQLModel, table=True):
     """The current state of one lead; its history is in LeadEvent."""
@@ -69,7 +74,7 @@ class Lead(SQLModel, table=True):
         # touches, opportunities, deadlines and closes for "yesterday" and the past breach list.
         sa.Index("ix_lead_open_first_touch", "is_open", "first_touch_at", "sla_due"),
         sa.Index("ix_lead_first_touch_at", "first_touch_at", "first_touch_met"),
-        sa.Index("ix_lead_opportunity_at", "opportunity_at", "opportunity_amount"),
+        sa.Index("ix_lead_opportunity_at", *OPPORTUNITY_METRICS),
         sa.Index("ix_lead_sla_due", "sla_due"),
         sa.Index("ix_lead_closed_at", "closed_at"),
     )

@@ -71,7 +71,11 @@ Definitions (DESIGN.md 2.7, with the choices it leaves open made explicit):
   LOOKBACK before `as_of` (there is no index on `closed_at`; see LOOKBACK).
 - **Closed loop**: per (source, offer) among leads handed off in ``[start, as_of]`` (default: the
   month): leads, workable, opportunities / won by `as_of`, bookings of those won, value per lead =
-  bookings / leads; opportunity rate over the cohort split by first touch met vs missed.
+  bookings / leads; opportunity rate over the cohort split by first touch met vs missed, and in
+  `first_touch` with opportunities, 95% Wilson intervals and pipeline per lead (the opportunities'
+  `opportunity_amount` through `ix_lead_opportunity_at`); `below_baseline`: the segments whose
+  Wilson interval lies under `marketing.cold_call_baseline_rate`. Sales' opportunity rate has its
+  interval and is judged against the target and that baseline (above, below, unclear).
 - **Capacity**: workable leads routed in the local week (Monday 00:00) up to `as_of` / summed
   `capacity_per_week` of the active reps in scope.
 - **Rejected**: MTD leads Sales disqualified by `as_of` (`disqualify_reason` set, `closed_at <=
@@ -91,11 +95,14 @@ from storage.metrics.capacity import capacity
 from storage.metrics.chart import cumulative_workable
 from storage.metrics.closed_loop import closed_loop
 from storage.metrics.model import (
+    BelowBaseline,
     Breach,
     BreachedLead,
     Capacity,
     ClosedLoop,
     ExperimentStatus,
+    FirstTouchSide,
+    FirstTouchSplit,
     Marketing,
     Mix,
     PeriodStatus,
@@ -118,11 +125,14 @@ __all__ = [
     "BREACH_LIST_LIMIT",
     "LOOKBACK",
     "UNKNOWN",
+    "BelowBaseline",
     "Breach",
     "BreachedLead",
     "Capacity",
     "ClosedLoop",
     "ExperimentStatus",
+    "FirstTouchSide",
+    "FirstTouchSplit",
     "Marketing",
     "Mix",
     "Period",

@@ -13,11 +13,12 @@ from sqlmodel import Session, col
 from sla.agreement import Agreement
 from sla.calendar import BusinessCalendar
 from sla.metrics import fraction, money
+from storage.metrics.intervals import interval, versus
 from storage.metrics.marketing import _handoff_groups, _HandoffGroup
-from storage.metrics.model import ClosedLoop, Segment
-from storage.metrics.period import Period, parse_scope, period_of
+from storage.metrics.model import BelowBaseline, ClosedLoop, FirstTouchSide, FirstTouchSplit, Segment
+from storage.metrics.period import Period, Scope, parse_scope, period_of
 from storage.metrics.sales import _cohort, _CohortCounts
-from storage.metrics.sql import _count_if, _met, _run, _utc
+from storage.metrics.sql import _count_if, _met, _run, _sum, _touched, _unindexed, _utc, _workable
 from storage.tables import Lead
 
 
@@ -30,7 +31,10 @@ def closed_loop(session: Session, *, agreement: Agreement, calendar: BusinessCal
     missing), ``leads``, ``workable``, ``opportunities``, ``won``, ``bookings``, ``value_per_lead`` =
     bookings / leads), and the opportunity rate of the Sales cohort of the same span split by first
     touch: ``first_touch_met_leads``, ``first_touch_missed_leads``,
-    ``opportunity_rate_first_touch_met`` and ``opportunity_rate_first_touch_missed``.
+    ``opportunity_rate_first_touch_met`` and ``opportunity_rate_first_touch_missed``, and the same
+    split with opportunities, Wilson intervals and pipeline per lead in ``first_touch``.
+    ``below_baseline`` lists the segments whose interval lies below ``cold_call_baseline_rate``
+    (the agreement's).
     """
     where = parse_scope(agreement, scope)
     period = period_of(calendar, as_of)
@@ -49,13 +53,45 @@ def closed_loop(session: Session, *, agreement: Agreement, calendar: BusinessCal
             _count_if(sa.and_(sa.not_(met), opportunity)).label("missed_opportunities"),
         ).where(*_cohort(span), *where.where(driven_by="routed_at"))
     ).one()
-    return _closed_loop_of(begin, groups, _CohortCounts(
+    return _closed_loop_of(agreement, begin, groups, _CohortCounts(
         cohort=int(split.cohort), met=int(split.met), opportunities_met=int(split.met_opportunities),
-        opportunities_missed=int(split.missed_opportunities)))
+        opportunities_missed=int(split.missed_opportunities)), _first_touch_pipeline(session, span, where))
 
 
-def _closed_loop_of(begin: datetime, groups: Sequence[_HandoffGroup], cohort: _CohortCounts) -> ClosedLoop:
-    """`closed_loop`'s answer from the handed-off groups and the cohort's first-touch split."""
+def _first_touch_pipeline(session: Session, period: Period, scope: Scope) -> tuple[float, float]:
+    """The opportunity amounts of the Sales cohort's opportunities, (first touch met, missed).
+
+    The cohort's covering indexes hold no amounts, so this reads the span's opportunities through
+    `ix_lead_opportunity_at` (which holds the cohort's columns too, migration 0008): the range of
+    `opportunity_at` from the span's start to `as_of` (an opportunity comes after its routing; one
+    the CRM dated before the span began counts in the rates but not here), the cohort's own
+    conditions only filtering (`routed_at` through _unindexed, or the planner could prefer its
+    range)."""
+    as_of = period.as_of
+    routed = _unindexed(col(Lead.routed_at))
+    met = _met(as_of)
+    amount = sa.func.coalesce(col(Lead.opportunity_amount), 0.0)
+    row = _run(session,
+        sa.select(_sum(sa.case((met, amount), else_=0.0)).label("met"),
+                  _sum(sa.case((met, 0.0), else_=amount)).label("missed"))
+        .where(col(Lead.opportunity_at) >= period.start, col(Lead.opportunity_at) <= as_of,
+               _workable(), routed >= period.start, routed <= as_of,
+               sa.or_(col(Lead.sla_due) < as_of, _touched(as_of)), *scope.where(driven_by="day"))
+    ).one()
+    return float(row.met), float(row.missed)
+
+
+def _side(leads: int, opportunities: int, pipeline: float) -> FirstTouchSide:
+    return FirstTouchSide(leads=leads, opportunities=opportunities, opportunity_rate=fraction(opportunities, leads),
+                          interval=interval(opportunities, leads), pipeline=money(pipeline),
+                          pipeline_per_lead=money(pipeline / leads) if leads else None)
+
+
+def _closed_loop_of(agreement: Agreement, begin: datetime, groups: Sequence[_HandoffGroup],
+                    cohort: _CohortCounts, pipeline: tuple[float, float]) -> ClosedLoop:
+    """`closed_loop`'s answer from the handed-off groups, the cohort's first-touch split and its
+    pipeline (met, missed)."""
+    baseline = agreement.marketing.cold_call_baseline_rate
     by_segment: dict[tuple[str | None, str | None], list[Any]] = {}
     for g in groups:
         totals = by_segment.setdefault((g.source, g.offer), [0, 0, 0, 0, 0.0])
@@ -78,4 +114,13 @@ def _closed_loop_of(begin: datetime, groups: Sequence[_HandoffGroup], cohort: _C
         first_touch_missed_leads=missed,
         opportunity_rate_first_touch_met=fraction(cohort.opportunities_met, cohort.met),
         opportunity_rate_first_touch_missed=fraction(cohort.opportunities_missed, missed),
+        cold_call_baseline_rate=baseline,
+        below_baseline=[
+            BelowBaseline(source=s.source, offer=s.offer, leads=s.leads, opportunities=s.opportunities,
+                          opportunity_rate=fraction(s.opportunities, s.leads) or 0.0,
+                          interval=interval(s.opportunities, s.leads) or [])
+            for s in segments if versus(s.opportunities, s.leads, baseline) == "below"
+        ],
+        first_touch=FirstTouchSplit(met=_side(cohort.met, cohort.opportunities_met, pipeline[0]),
+                                    missed=_side(missed, cohort.opportunities_missed, pipeline[1])),
     )

@@ -103,6 +103,14 @@ class Sales(_Numbers):
     pipeline_value: float
     open_breaches: int
     per_rep: dict[str, RepSales]
+    #: The 95% Wilson interval of `opportunity_rate` ([low, high]; None when no workable lead).
+    opportunity_rate_interval: list[float] | None = None
+    #: `marketing.cold_call_baseline_rate` of the agreement (None when it sets none).
+    cold_call_baseline_rate: float | None = None
+    #: ``above``, ``below`` or ``unclear`` (the interval holds it); None without a target or a rate.
+    opportunity_rate_vs_target: str | None = None
+    #: The same against the cold-call baseline.
+    opportunity_rate_vs_baseline: str | None = None
 
 
 class Breach(_Numbers):
@@ -135,6 +143,41 @@ class Segment(_Numbers):
     value_per_lead: float
 
 
+class BelowBaseline(_Numbers):
+    """A segment whose opportunity rate is surely below the cold-call baseline: the upper bound of
+    its 95% Wilson interval is below it."""
+
+    source: str | None
+    offer: str | None
+    leads: int
+    opportunities: int
+    #: `opportunities` / `leads`.
+    opportunity_rate: float
+    #: [low, high].
+    interval: list[float]
+
+
+class FirstTouchSide(_Numbers):
+    """The cohort leads whose first touch met (or missed) the SLA, and what they became."""
+
+    leads: int
+    opportunities: int
+    opportunity_rate: float | None
+    #: The 95% Wilson interval of `opportunity_rate` ([low, high]; None with no leads).
+    interval: list[float] | None
+    #: Sum of the opportunity amounts of those opportunities.
+    pipeline: float
+    #: `pipeline` / `leads` (None with no leads).
+    pipeline_per_lead: float | None
+
+
+class FirstTouchSplit(_Numbers):
+    """Does the SLA pay: the cohort split by first touch within the SLA or not."""
+
+    met: FirstTouchSide
+    missed: FirstTouchSide
+
+
 class ClosedLoop(_Numbers):
     """Results per (source, offer) and the opportunity rate split by first touch met or missed."""
 
@@ -144,6 +187,12 @@ class ClosedLoop(_Numbers):
     first_touch_missed_leads: int
     opportunity_rate_first_touch_met: float | None
     opportunity_rate_first_touch_missed: float | None
+    #: `marketing.cold_call_baseline_rate` (None when the agreement sets none).
+    cold_call_baseline_rate: float | None = None
+    #: The first-touch split with opportunities, intervals and pipeline per lead.
+    first_touch: FirstTouchSplit | None = None
+    #: The segments below the cold-call baseline, most leads first (empty without a baseline).
+    below_baseline: list[BelowBaseline] = []
 
 
 class RepCapacity(_Numbers):

@@ -13,6 +13,7 @@ from sqlmodel import Session, col
 from sla.agreement import Agreement
 from sla.lifecycle import State
 from sla.metrics import fraction, minutes, money
+from storage.metrics.intervals import interval, versus
 from storage.metrics.model import RepSales, Sales
 from storage.metrics.period import Period, Scope
 from storage.metrics.sql import (
@@ -86,6 +87,11 @@ def _sales(session: Session, agreement: Agreement, period: Period, scope: Scope,
         pipeline_value=money(pipeline),
         open_breaches=sum(breaches.values()),
         per_rep=per_rep,
+        opportunity_rate_interval=interval(opportunities, workable_mtd),
+        cold_call_baseline_rate=agreement.marketing.cold_call_baseline_rate,
+        opportunity_rate_vs_target=versus(opportunities, workable_mtd, agreement.marketing.opportunity_rate_target),
+        opportunity_rate_vs_baseline=versus(opportunities, workable_mtd,
+                                            agreement.marketing.cold_call_baseline_rate),
     )
 
 

@@ -10,7 +10,7 @@ from sla.agreement import Agreement
 from sla.calendar import BusinessCalendar
 from storage.metrics.breaches import BREACH_LIST_LIMIT, _breach_counts, open_breaches
 from storage.metrics.capacity import capacity
-from storage.metrics.closed_loop import _closed_loop_of
+from storage.metrics.closed_loop import _closed_loop_of, _first_touch_pipeline
 from storage.metrics.experiments import experiments
 from storage.metrics.marketing import _handoff_groups, _marketing
 from storage.metrics.model import Status
@@ -46,7 +46,8 @@ def status(session: Session, *, agreement: Agreement, calendar: BusinessCalendar
         sales=sales,
         breaches=open_breaches(session, agreement=agreement, calendar=calendar, as_of=period.as_of,
                                scope=scope, limit=BREACH_LIST_LIMIT),
-        closed_loop=_closed_loop_of(period.start, handed, sum(cohort.values(), _CohortCounts())),
+        closed_loop=_closed_loop_of(agreement, period.start, handed, sum(cohort.values(), _CohortCounts()),
+                                    _first_touch_pipeline(session, period, where)),
         capacity=capacity(session, agreement=agreement, calendar=calendar, as_of=period.as_of, scope=scope),
         rejected=_rejected_of([(g.rejected, g.source, g.leads) for g in handed if g.rejected is not None]),
         yesterday=yesterday(session, agreement=agreement, calendar=calendar, as_of=period.as_of, scope=scope),
