@@ -125,12 +125,31 @@ def render_report(data: dict[str, Any]) -> list[str]:
                              f"leads reach the target rate {_pct(data['target_rate'])})")
     if data.get("backtest"):
         lines += ["", *_render_backtest(data["backtest"])]
+    if data.get("first_touch"):
+        lines += ["", *_render_first_touch(data["first_touch"])]
     if data.get("experiments"):
         lines += ["", "Experiments (leads the agreement keeps in nurture, sent to Sales as a trial):"]
         lines += [f"  {experiment_sentence(e)}" for e in data["experiments"]]
     lines += ["", "Paste under `qualification:` in the agreement, then run `slabot check`:", "",
               data["segments_yaml"].rstrip("\n")]
     return lines
+
+
+def _render_first_touch(split: dict[str, Any]) -> list[str]:
+    """Does the SLA pay: each side's opportunity rate with its interval and pipeline per lead."""
+    met, missed = split["met"], split["missed"]
+    if not (met["leads"] or missed["leads"]):
+        return ["Does the SLA pay: no lead was due for a first touch in this history."]
+
+    def side(name: str, s: dict[str, Any]) -> str:
+        if not s["leads"]:
+            return f"  {name}: no leads"
+        few = " (fewer than 30 leads: read the interval, not the rate)" if s["leads"] < 30 else ""
+        return (f"  {name}: {s['leads']:,} leads, {s['opportunities']:,} became opportunities "
+                f"({_pct(s['opportunity_rate'])}, 95% interval {_interval(s['interval'])}), "
+                f"pipeline per lead {_number(s['pipeline_per_lead'])}{few}")
+    return ["Does the SLA pay (first touch within the SLA or not):",
+            side("Touched within the SLA", met), side("Missed the SLA", missed)]
 
 
 def _render_backtest(backtest: dict[str, Any]) -> list[str]:
@@ -280,7 +299,8 @@ def _from_db(options: Options, since: str | None, until: str | None) -> Report:
     start = calendar.day_bounds(first)[0] if first else None
     end = calendar.day_bounds(last)[1] if last else None
     try:
-        batches = history_batches(db, start=start, end=end, with_payload=options.agreement is not None)
+        batches = history_batches(db, start=start, end=end, with_payload=options.agreement is not None,
+                                  as_of=datetime.now(UTC))
         report = analyze_history(batches, options, calendar)
         with db.read() as session:   # the agreement's experiments, as of the end of the window (or now)
             report.experiments = experiments_status(session, agreement=agreement, calendar=calendar,

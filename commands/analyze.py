@@ -32,6 +32,7 @@ from sla.closed_loop import (
     ThresholdTable,
     segment_key,
     truthy,
+    wilson,
 )
 from sla.lead import LeadIn
 
@@ -63,6 +64,40 @@ class Options:
 
 
 @dataclass
+class FirstTouchSide:
+    """The leads whose first touch met (or missed) the SLA and what they became."""
+
+    leads: int = 0
+    opportunities: int = 0
+    pipeline: float = 0.0
+
+    def add(self, *, opportunity: bool, pipeline: float) -> None:
+        self.leads += 1
+        if opportunity:
+            self.opportunities += 1
+            self.pipeline += pipeline
+
+    def to_json(self) -> dict[str, Any]:
+        bounds = wilson(self.opportunities, self.leads)
+        return {"leads": self.leads, "opportunities": self.opportunities,
+                "opportunity_rate": self.opportunities / self.leads if self.leads else None,
+                "interval": list(bounds) if bounds is not None else None,
+                "pipeline": round(self.pipeline, 2),
+                "pipeline_per_lead": round(self.pipeline / self.leads, 2) if self.leads else None}
+
+
+@dataclass
+class FirstTouchReport:
+    """Does the SLA pay (`--from-db`): leads touched within the SLA against those that were not."""
+
+    met: FirstTouchSide = field(default_factory=FirstTouchSide)
+    missed: FirstTouchSide = field(default_factory=FirstTouchSide)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"met": self.met.to_json(), "missed": self.missed.to_json()}
+
+
+@dataclass
 class Report:
     analysis: Analysis
     thresholds: ThresholdTable | None = None
@@ -70,6 +105,8 @@ class Report:
     target_rate: float | None = None
     #: With --from-db: each experiment of the agreement (storage.experiments' Status JSON entries).
     experiments: list[dict[str, Any]] | None = None
+    #: With --from-db: the opportunity rate and pipeline per lead by first touch met or missed.
+    first_touch: FirstTouchReport | None = None
 
     @property
     def suggested_threshold(self) -> int | None:
@@ -85,6 +122,8 @@ class Report:
         data["backtest"] = self.backtest.to_json() if self.backtest is not None else None
         if self.experiments is not None:
             data["experiments"] = self.experiments
+        if self.first_touch is not None:
+            data["first_touch"] = self.first_touch.to_json()
         return data
 
 
@@ -394,7 +433,9 @@ def analyze_history(batches: Iterable[list[HistoryRow]], options: Options, calen
     agreement = options.agreement
     thresholds = ThresholdTable() if agreement is not None else None
     backtest = Backtest(agreement) if agreement is not None else None
-    report = Report(analysis, thresholds, backtest, options.target_rate if agreement is not None else None)
+    report = Report(analysis, thresholds, backtest, options.target_rate if agreement is not None else None,
+                    first_touch=FirstTouchReport())
+    assert report.first_touch is not None
     for batch in batches:
         for row in batch:
             cells = {"source": row.source, "offer": row.offer}
@@ -407,6 +448,9 @@ def analyze_history(batches: Iterable[list[HistoryRow]], options: Options, calen
                     analysis.add_bad(None, f"lead {row.lead_id}: {_validation_text(exc)}")
                     continue
             analysis.add(key, opportunity=row.opportunity, won=row.won, amount=row.amount)
+            if row.first_touch_met is not None:
+                side = report.first_touch.met if row.first_touch_met else report.first_touch.missed
+                side.add(opportunity=row.opportunity or row.won, pipeline=row.pipeline)
             if agreement is not None and lead is not None:
                 assert thresholds is not None and backtest is not None
                 opportunity = row.opportunity or row.won

@@ -194,6 +194,10 @@ def _sections(ctx: Context, numbers: Status, team: Team | None) -> list[tuple[st
     ]
     if m.per_rep:
         marketing.append("Per rep: " + ", ".join(f"{names.get(k, k)} {n}" for k, n in m.per_rep.items()))
+    cap, loop = numbers.capacity, numbers.closed_loop
+    marketing.extend(line for line in [labels.capacity_fill(cap.delivered, cap.capacity, cap.utilization),
+                                       labels.below_baseline(loop.below_baseline, loop.cold_call_baseline_rate)]
+                     if line)
     target = s.opportunity_rate_target
     sales = [
         f"Worked: {_pct(s.worked_pct)} of {labels.count_of(s.cohort, 'lead')} due "
@@ -208,6 +212,8 @@ def _sections(ctx: Context, numbers: Status, team: Team | None) -> list[tuple[st
         + f"; {money(s.pipeline_value)} pipeline",
         f"Open breaches: {labels.count_of(s.open_breaches, 'lead')} past the first-touch deadline "
         "with no touch" if s.open_breaches else "Open breaches: none",
+        *(line for line in [labels.opportunity_rate_against(s), labels.first_touch_pays(loop.first_touch, currency)]
+          if line),
     ]
     breaches = numbers.breaches
     listed = [

@@ -326,3 +326,82 @@ def pace(projected: Any, goal: Any) -> str:
     if projected is None:
         return "no pace yet"
     return f"on pace for {float(projected):,.0f} of {float(goal or 0):,.0f}"
+
+
+# --- the closed loop in plain words (digest and /sla status) ------------------------------------
+
+_VERSUS = {"above": "above", "below": "below", "unclear": "too close to call against"}
+
+
+def rate_with_interval(rate: Any, interval: Sequence[float] | None) -> str:
+    """`0.18, [0.12, 0.26]` -> "18% (12–26%)": a rate is never shown without its interval."""
+    if rate is None:
+        return NA
+    if not interval:
+        return percent(rate)
+    return f"{percent(rate)} ({float(interval[0]) * 100:.0f}–{float(interval[1]) * 100:.0f}%)"
+
+
+def capacity_fill(delivered: int, capacity: int, utilization: Any) -> str | None:
+    """This week's workable leads against the reps' summed weekly capacity; None with no active rep
+    (no capacity to fill)."""
+    if not capacity:
+        return None
+    return (f"Marketing's share of Sales' time: {count_of(delivered, 'workable lead')} this week fill "
+            f"{percent(utilization)} of the reps' weekly capacity of {capacity:,}")
+
+
+def opportunity_rate_against(sales: Any) -> str | None:
+    """The opportunity rate with its interval against the target and the cold-call baseline; None
+    when the agreement sets neither or there is no workable lead yet."""
+    parts = []
+    if sales.opportunity_rate_vs_target is not None:
+        parts.append(f"{_VERSUS[sales.opportunity_rate_vs_target]} the {percent(sales.opportunity_rate_target)} "
+                     "target")
+    if sales.opportunity_rate_vs_baseline is not None:
+        parts.append(f"{_VERSUS[sales.opportunity_rate_vs_baseline]} cold calling's "
+                     f"{percent(sales.cold_call_baseline_rate)}")
+    if not parts:
+        return None
+    rate = rate_with_interval(sales.opportunity_rate, sales.opportunity_rate_interval)
+    return f"Opportunity rate {rate}: {_and(parts)}"
+
+
+def first_touch_pays(split: Any, currency: str | None = "USD") -> str | None:
+    """Does the SLA pay: opportunity rates (with intervals) and pipeline per lead of the leads touched
+    within the SLA and of the missed ones; None when no lead is due yet."""
+    if split is None or not (split.met.leads or split.missed.leads):
+        return None
+
+    def bounds(side: Any) -> str:
+        low, high = side.interval
+        few = f"; only {count_of(side.leads, 'lead')}" if side.leads < 30 else ""
+        return f"({float(low) * 100:.0f}–{float(high) * 100:.0f}%{few})"
+
+    met, missed = split.met, split.missed
+    if met.leads:
+        first = (f"Leads touched within the SLA became opportunities {percent(met.opportunity_rate)} of the "
+                 f"time {bounds(met)}")
+    else:
+        first = "No lead was touched within the SLA yet"
+    second = (f"missed ones {percent(missed.opportunity_rate)} {bounds(missed)}" if missed.leads
+              else "none missed it")
+    pipeline = ""
+    if met.leads and missed.leads:
+        pipeline = (f"; pipeline per lead {money(met.pipeline_per_lead, currency)} against "
+                    f"{money(missed.pipeline_per_lead, currency)}")
+    return f"{first}, {second}{pipeline}"
+
+
+def below_baseline(segments: Sequence[Any], baseline: Any, limit: int = 3) -> str | None:
+    """The segments surely below the cold-call baseline (their interval's upper bound is below it)."""
+    if not segments:
+        return None
+    named = [
+        source(s.source) + (f" / {offer(s.offer)}" if s.offer else "")
+        + f" ({s.opportunities} of {count_of(s.leads, 'lead')}, at most {float(s.interval[1]) * 100:.1f}%)"
+        for s in segments[:limit]
+    ]
+    rest = len(segments) - len(named)
+    more = f" and {rest} more" if rest > 0 else ""
+    return f"Below cold calling's {percent(baseline)}: {'; '.join(named)}{more}"

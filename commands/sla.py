@@ -226,6 +226,15 @@ def status_lines(data: Status, *, currency: str | None = "USD") -> list[str]:
         more = f"; and {count - len(shown)} more" if count > len(shown) else ""
         lines.append(f"Open breaches: {labels.count_of(count, 'lead')} past the first-touch deadline "
                      f"with no touch: {named}{more}.")
+    # Is the agreement paying off: against the target and cold calling, first touch met or
+    # missed, the share of Sales' time Marketing fills, and the segments below cold calling.
+    loop = data.closed_loop
+    lines.extend(f"{line}." for line in [
+        labels.opportunity_rate_against(s),
+        labels.first_touch_pays(loop.first_touch, currency),
+        labels.capacity_fill(data.capacity.delivered, data.capacity.capacity, data.capacity.utilization),
+        labels.below_baseline(loop.below_baseline, loop.cold_call_baseline_rate),
+    ] if line)
     return lines
 
 

@@ -61,6 +61,11 @@ class HistoryRow:
     handed_off_at: datetime
     #: The validated handoff body, for rescoring with an agreement (None when not asked for).
     payload: dict[str, Any] | None = None
+    #: First touch within the SLA (True), missed (False: touched late, or untouched past the
+    #: deadline), or not judged (None: never routed to Sales, or still within its deadline).
+    first_touch_met: bool | None = None
+    #: The opportunity's amount (its pipeline), 0 when none was given.
+    pipeline: float = 0.0
 
 
 def truthy(cell: str | None) -> bool:

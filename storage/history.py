@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -30,15 +30,38 @@ def _window(start: datetime | None, end: datetime | None) -> list[Any]:
     return where
 
 
+def first_touch_met(*, workable: bool | None, routed_at: datetime | None, sla_due: datetime | None,
+                    first_touch_at: datetime | None, as_of: datetime | None) -> bool | None:
+    """A lead's first touch against its original deadline, from its stored first attempt: met when
+    it came at or before `sla_due`, missed when later or when there was none by a deadline that
+    passed before `as_of`; None for a lead never routed to Sales or still within its deadline (or
+    untouched when `as_of` is None)."""
+    if not workable or routed_at is None:
+        return None
+    if first_touch_at is not None:
+        return sla_due is None or _aware(first_touch_at) <= _aware(sla_due)
+    if sla_due is not None and as_of is not None and _aware(sla_due) < as_of:
+        return False
+    return None
+
+
+def _aware(at: datetime) -> datetime:
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
 def history_batches(db: Database, *, start: datetime | None = None, end: datetime | None = None,
-                    with_payload: bool = False, batch: int = BATCH) -> Iterator[list[HistoryRow]]:
+                    with_payload: bool = False, batch: int = BATCH,
+                    as_of: datetime | None = None) -> Iterator[list[HistoryRow]]:
     """Every lead handed off in [start, end), oldest id first, `batch` at a time.
 
     A lead is an opportunity once `opportunity_at` is set (or it was won), won once `won_at` is
-    set, and its amount is its bookings.
+    set, and its amount is its bookings; its pipeline is its opportunity amount. Its first touch
+    is judged by `first_touch_met` (an untouched lead counts as missed once its deadline is before
+    `as_of`).
     """
     columns: list[Any] = [Lead.id, Lead.source, Lead.offer, Lead.opportunity_at, Lead.won_at, Lead.bookings,
-                          Lead.handed_off_at]
+                          Lead.handed_off_at, Lead.workable, Lead.routed_at, Lead.sla_due, Lead.first_touch_at,
+                          Lead.opportunity_amount]
     if with_payload:
         columns.append(Lead.payload)
     last = 0
@@ -52,7 +75,10 @@ def history_batches(db: Database, *, start: datetime | None = None, end: datetim
         last = rows[-1].id
         yield [HistoryRow(lead_id=r.id, source=r.source, offer=r.offer, opportunity=r.opportunity_at is not None,
                           won=r.won_at is not None, amount=float(r.bookings or 0.0), handed_off_at=r.handed_off_at,
-                          payload=r.payload if with_payload else None) for r in rows]
+                          payload=r.payload if with_payload else None,
+                          first_touch_met=first_touch_met(workable=r.workable, routed_at=r.routed_at, sla_due=r.sla_due,
+                                                          first_touch_at=r.first_touch_at, as_of=as_of),
+                          pipeline=float(r.opportunity_amount or 0.0)) for r in rows]
 
 
 @dataclass(frozen=True)
