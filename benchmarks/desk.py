@@ -56,7 +56,7 @@ def _median_ms(client: TestClient, path: str) -> tuple[float, float]:
 def run(quick: bool = False) -> list[Row]:
     total = 200_000 if quick else 1_000_000
     database_url = url(history_db(total))
-    settings = Settings(database_url=database_url, slabot_agreement=str(EXAMPLE_AGREEMENT),  # type: ignore[call-arg]
+    settings = Settings(database_url=database_url, slabot_agreement=str(EXAMPLE_AGREEMENT),
                         slabot_secret_key="bench-desk-secret-key-0123456789", _env_file=None)
     db = Database(database_url)
     db.upgrade()   # the sign-in table (a history built before it existed)

@@ -33,7 +33,7 @@ ALLOWED_EXTRA = frozenset({
 #: Libraries kept at WARNING or above: at DEBUG they log request bodies and statement parameters.
 QUIET_LIBRARIES = ("sqlalchemy", "slack_sdk", "slack_bolt", "httpx", "httpcore", "urllib3", "aiohttp",
                    "msal", "microsoft_agents", "apscheduler", "asyncio", "alembic", "multipart",
-                   "matplotlib", "PIL", "websockets")
+                   "PIL", "websockets")
 #: Attributes every LogRecord has: whatever else is on a record came from `extra=`.
 _RECORD_FIELDS = frozenset(vars(logging.LogRecord("x", logging.INFO, "x", 0, "x", None, None))) | {
     "message", "asctime", "taskName"}

@@ -90,7 +90,7 @@ def db(tmp_path: Path) -> Iterator[Database]:
 def make_settings(**overrides: object) -> Settings:
     values: dict[str, Any] = {"slabot_intake_token": INTAKE_TOKEN, "slabot_agreement": str(EXAMPLE_AGREEMENT)}
     values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 @pytest.fixture

@@ -251,7 +251,7 @@ def amount_modal(*, private_metadata: str, lead_name: str | None) -> dict[str, A
                                                   min_value="0")),
         ],
     )
-    return view.to_dict()  # type: ignore[no-any-return]
+    return view.to_dict()
 
 
 def home_view(parts: Sequence[CommandReply], *, title: str = "Your SLA") -> dict[str, Any]:
@@ -262,4 +262,4 @@ def home_view(parts: Sequence[CommandReply], *, title: str = "Your SLA") -> dict
         if index:
             blocks.append(DividerBlock())
         blocks.extend(text_blocks(part.text, part.lines, max_blocks=budget))
-    return View(type="home", blocks=blocks).to_dict()  # type: ignore[no-any-return]
+    return View(type="home", blocks=blocks).to_dict()

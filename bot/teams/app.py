@@ -83,7 +83,7 @@ def install(app: FastAPI, services: Services) -> TeamsTransport:
     app.state.agent_configuration = auth.configuration
     limit = settings.max_body_bytes
 
-    @jwt_authorization_decorator  # type: ignore[misc,untyped-decorator]
+    @jwt_authorization_decorator  # type: ignore[untyped-decorator]
     async def authorized(request: Request) -> Response:
         # Read at most `limit` bytes (a chunked body has no Content-Length to refuse early), then
         # hand the bytes to Starlette's body cache, which the adapter's request.json() reads.
@@ -208,7 +208,7 @@ def _account(account: ChannelAccount | None) -> dict[str, Any]:
 # --- the agent -------------------------------------------------------------------------------
 
 
-class SlabotTeams(ActivityHandler):  # type: ignore[misc]
+class SlabotTeams(ActivityHandler):
     """Turn logic. Database work runs in worker threads; the event loop only waits on I/O."""
 
     def __init__(self, services: Services, auth: TeamsAuth) -> None:

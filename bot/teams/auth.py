@@ -41,7 +41,7 @@ DEFAULT_TOKEN_TENANT = "botframework.com"
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
-class LoopbackAllowingValidator(OutboundHostValidator):  # type: ignore[misc]
+class LoopbackAllowingValidator(OutboundHostValidator):
     """The SDK's host validator, plus http(s) on loopback: for the local fake connector only.
 
     The stock validator always refuses loopback addresses, even when listed (see the spike), so
@@ -70,7 +70,7 @@ def allow_long_conversation_ids(client: Any) -> Any:
     return client
 
 
-class TeamsClientFactory(RestChannelServiceClientFactory):  # type: ignore[misc]
+class TeamsClientFactory(RestChannelServiceClientFactory):
     """The SDK's client factory, with connector clients that keep long conversation ids whole."""
 
     async def create_connector_client(self, context: TurnContext | None, claims_identity: ClaimsIdentity,

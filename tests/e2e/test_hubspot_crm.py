@@ -251,8 +251,8 @@ def test_an_unknown_contact_is_acknowledged_and_counted(hub: Hub) -> None:
 
 def deal_events(hub: Hub, lead_id: int) -> list[LeadEvent]:
     with hub.services.ctx.db.read() as session:
-        return list(session.execute(select(LeadEvent).where(LeadEvent.lead_id == lead_id)  # type: ignore[arg-type]
-                                    .where(LeadEvent.actor == "crm")).scalars())  # type: ignore[arg-type]
+        return list(session.execute(select(LeadEvent).where(LeadEvent.lead_id == lead_id)
+                                    .where(LeadEvent.actor == "crm")).scalars())
 
 
 def test_deal_events_become_outcomes_of_the_associated_lead(hub: Hub) -> None:

@@ -160,7 +160,7 @@ def contact_created(object_id: int, event_id: int | None, attempt: int = 0) -> d
 def test_hubspot_retry_after_a_failure_creates_the_lead(app: tuple[LiveServer, Services],
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     server, services = app
-    real = commands.intake.qualify
+    real = commands.intake.qualify  # type: ignore[attr-defined]
     failures = [RuntimeError("the database went away mid-handoff")]
 
     def qualify(agreement: Any, lead_in: Any) -> Any:

@@ -65,7 +65,7 @@ def test_the_readme_settings_run_teams_without_authentication() -> None:
     section = readme_section()
     assert "TEAMS_ALLOW_UNAUTHENTICATED=1" in section.serve and "unset TEAMS_APP_ID" in section.serve
     assert re.search(r"slabot serve --port 8000\b", section.serve)
-    settings = Settings(_env_file=None, teams_allow_unauthenticated="1")  # type: ignore[call-arg, arg-type]
+    settings = Settings(_env_file=None, teams_allow_unauthenticated="1")
     assert settings.teams_enabled and settings.teams_app_id is None
     assert "teams" in settings.platforms()
     # The Playground is pointed at the route the bot serves, on the same port, as the Teams channel.

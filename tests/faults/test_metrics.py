@@ -12,9 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.conftest import free_port
 from tests.fakes.slack_api import FakeSlack
 from tests.faults.conftest import make_stack
-from tests.faults.harness import INTAKE_TOKEN, card_posts, free_port, lead_body, wait_for
+from tests.faults.harness import INTAKE_TOKEN, card_posts, lead_body, wait_for
 
 
 def metric(text: str, name: str, **labels: str) -> float | None:

@@ -98,7 +98,7 @@ class Inbox:
         message = email.message_from_bytes(content, policy=email.policy.default)
         assert isinstance(message, EmailMessage)
         self.received.append(Received(str(envelope.mail_from), list(envelope.rcpt_tos), message,
-                                      session.ssl is not None, session.authenticated))
+                                      session.ssl is not None, bool(session.authenticated)))
         return "250 OK"
 
     def to(self, address: str) -> list[EmailMessage]:

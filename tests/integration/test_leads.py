@@ -103,13 +103,14 @@ def test_concurrent_clicks_record_one_claim(any_db: Database, agreement: Agreeme
     ctx = make_ctx(any_db, agreement, clock)
     lead = new_lead(ctx)
     assert lead.id is not None
+    lead_id = lead.id
     eve = slack_actor(agreement, EVE)
     results: list[bool] = []
     barrier = threading.Barrier(8)
 
     def click() -> None:
         barrier.wait()
-        results.append(perform(ctx, ActionRequest(lead_id=lead.id, action=Action.CLAIM, actor=eve, version=1)).refused)
+        results.append(perform(ctx, ActionRequest(lead_id=lead_id, action=Action.CLAIM, actor=eve, version=1)).refused)
 
     threads = [threading.Thread(target=click) for _ in range(8)]
     for t in threads:

@@ -280,7 +280,7 @@ def test_home_view() -> None:
 def slack_error(status: int, data: dict[str, Any], headers: dict[str, str] | None = None) -> SlackApiError:
     response = AsyncSlackResponse(client=None, http_verb="POST", api_url="https://slack.com/api/chat.postMessage",
                                   req_args={}, data=data, headers=headers or {}, status_code=status)
-    return SlackApiError("failed", response)
+    return SlackApiError("failed", response)  # type: ignore[no-untyped-call]
 
 
 @pytest.mark.parametrize(("status", "data", "headers", "retry_after", "permanent"), [
