@@ -29,11 +29,27 @@ class Routing:
         self.session, self.ctx, self.now = session, ctx, now
         self.loads: dict[str, dict[str, RepLoad]] = {}
         self.cursors: dict[str, str | None] = {}
+        #: Teams whose cursor moved but is not written yet (see `defer_cursors`).
+        self.unsaved: set[str] | None = None
 
     def forget(self) -> None:
         """After a rolled-back savepoint: read everything again."""
         self.loads.clear()
         self.cursors.clear()
+        if self.unsaved is not None:
+            self.unsaved.clear()
+
+    def defer_cursors(self) -> None:
+        """Write each team's cursor once, at `save_cursors`, not at every assignment (a batch)."""
+        self.unsaved = set()
+
+    def save_cursors(self) -> None:
+        """Write the cursors moved since `defer_cursors`, one row per team, and stop deferring."""
+        for team in sorted(self.unsaved or ()):
+            rep = self.cursors.get(team)
+            if rep is not None:
+                save_cursor(self.session, team=team, rep=rep, now=self.now)
+        self.unsaved = None
 
     def choose(self, team: Team, exclude: frozenset[str]) -> tuple[str | None, str]:
         if team.key not in self.loads:
@@ -45,7 +61,10 @@ class Routing:
         choice = choose_rep(team=team, strategy=routing.strategy, loads=loads, last_rep=self.cursors[team.key],
                             skip_unavailable=routing.skip_unavailable, exclude=exclude)
         if choice.rep is not None:
-            save_cursor(self.session, team=team.key, rep=choice.rep, now=self.now)
+            if self.unsaved is None:
+                save_cursor(self.session, team=team.key, rep=choice.rep, now=self.now)
+            else:
+                self.unsaved.add(team.key)
             self.cursors[team.key] = choice.rep
             load = loads.get(choice.rep, RepLoad())
             loads[choice.rep] = replace(load, open_leads=load.open_leads + 1,

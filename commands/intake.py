@@ -14,7 +14,7 @@ from commands.actions import save
 from commands.assignment import Routing, announce_owner, set_owner
 from commands.context import Context
 from commands.notification import queue_card
-from sla.agreement import Experiment
+from sla.agreement import Experiment, Team
 from sla.experiments import candidates as experiment_candidates
 from sla.experiments import tier_for as experiment_tier
 from sla.lead import LeadIn
@@ -22,7 +22,7 @@ from sla.lifecycle import Refused, State
 from sla.qualification import Decision, qualify, route_team
 from storage.db import IntegrityError, Session
 from storage.experiments import take_place
-from storage.leads import add_event, find_duplicate, insert_lead, iso
+from storage.leads import add_event, event_batch, find_duplicate, insert_lead, insert_leads, iso, known_identities
 from storage.receipts import record_receipt
 from storage.tables import Lead
 
@@ -87,38 +87,99 @@ def handoff(ctx: Context, lead_in: LeadIn, *, idempotency_key: str | None = None
 
 
 def handoff_many(ctx: Context, handoffs: list[Handoff]) -> list[IntakeResult]:
-    """Many handoffs in one write transaction (group commit), each in its own savepoint.
+    """Many handoffs in one write transaction (group commit).
 
     SQLite has one writer at a time, so the cost of a handoff is the time it holds the write lock;
     a batch shares one BEGIN/COMMIT, reads each team's rep loads and cursor once and keeps them
-    current as it assigns, so intake keeps up with bursts. Results come back in order; a lead
-    repeated within the batch, or raced in by another process, is answered as a duplicate.
+    current as it assigns, so intake keeps up with bursts. The new leads of a batch (no stored or
+    earlier lead in it has their external id or key) are written together: one multi-row INSERT,
+    their events in one executemany, each team's cursor once, all in one savepoint. Anything else
+    (a repeat, an inbound event receipt) goes one by one, each in its own savepoint, after the new
+    leads before it are written. Results come back in order; a lead repeated within the batch, or
+    raced in by another process, is answered as a duplicate.
     """
     now = ctx.now()
-    results: list[IntakeResult] = []
+    results: list[IntakeResult | None] = [None] * len(handoffs)
     with ctx.db.write() as session:
         routing = Routing(session, ctx, now)
         channels: dict[tuple[str, str], str | None] = {}
-        for item in handoffs:
-            seen_event = item.receipt is not None and not _receive(session, item.receipt, now)
-            existing = _find_duplicate(session, item.lead, item.idempotency_key)
-            if existing is not None:
-                results.append(IntakeResult(existing, duplicate=True) if seen_event
-                               else _repeat(session, ctx, existing, item, now, channels))
+        stored_ids, stored_keys = known_identities(
+            session, external_ids=[h.lead.external_id for h in handoffs if h.lead.external_id],
+            idempotency_keys=[h.idempotency_key for h in handoffs if h.idempotency_key])
+        group: list[int] = []
+        group_ids: set[str] = set()
+        group_keys: set[str] = set()
+
+        def write_group() -> None:
+            for index, result in zip(group, _new_leads(session, ctx, [handoffs[i] for i in group], now, routing,
+                                                        channels), strict=True):
+                results[index] = result
+            stored_ids.update(group_ids)
+            stored_keys.update(group_keys)
+            group.clear()
+            group_ids.clear()
+            group_keys.clear()
+
+        for index, item in enumerate(handoffs):
+            external_id, key = item.lead.external_id, item.idempotency_key
+            if (item.receipt is None and not (external_id and (external_id in stored_ids or external_id in group_ids))
+                    and not (key and (key in stored_keys or key in group_keys))):
+                group.append(index)
+                if external_id:
+                    group_ids.add(external_id)
+                if key:
+                    group_keys.add(key)
                 continue
-            try:
-                with session.begin_nested():
-                    lead = _new_lead(session, ctx, item.lead, item.idempotency_key, now, item.actor,
-                                     routing, channels)
-                results.append(IntakeResult(lead, duplicate=False))
-            except IntegrityError:
-                # Another process inserted the same id between our check and our insert.
-                routing.forget()
-                existing = _find_duplicate(session, item.lead, item.idempotency_key)
-                if existing is None:
-                    raise
-                results.append(_repeat(session, ctx, existing, item, now, channels))
-    return results
+            write_group()     # so a repeat of a lead of this batch finds it
+            results[index] = _one(session, ctx, item, now, routing, channels)
+        write_group()
+    return [result for result in results if result is not None]
+
+
+def _new_leads(session: Session, ctx: Context, items: list[Handoff], now: datetime, routing: Routing,
+               channels: dict[tuple[str, str], str | None]) -> list[IntakeResult]:
+    """New leads in one savepoint: built and routed, then one INSERT for all, their events in one
+    executemany and each team's cursor once. If the savepoint fails (another process stored one of
+    them meanwhile), they go one by one instead."""
+    if not items:
+        return []
+    if len(items) == 1:
+        return [_one(session, ctx, items[0], now, routing, channels)]
+    try:
+        with session.begin_nested():
+            routing.defer_cursors()
+            built = [_build(session, ctx, item.lead, item.idempotency_key, now, routing) for item in items]
+            routing.save_cursors()
+            for (lead, *_), lead_id in zip(built, insert_leads(session, leads=[b[0] for b in built]), strict=True):
+                lead.id = lead_id
+            with event_batch(session):
+                for item, (lead, decision, experiment, team, reason) in zip(items, built, strict=True):
+                    _record(session, ctx, lead, item.actor, now, decision, experiment, team, reason, channels)
+        return [IntakeResult(lead, duplicate=False) for lead, *_ in built]
+    except IntegrityError:
+        routing.forget()
+        return [_one(session, ctx, item, now, routing, channels) for item in items]
+
+
+def _one(session: Session, ctx: Context, item: Handoff, now: datetime, routing: Routing,
+         channels: dict[tuple[str, str], str | None]) -> IntakeResult:
+    """One handoff in its own savepoint: a repeat is answered from the stored lead."""
+    seen_event = item.receipt is not None and not _receive(session, item.receipt, now)
+    existing = _find_duplicate(session, item.lead, item.idempotency_key)
+    if existing is not None:
+        return (IntakeResult(existing, duplicate=True) if seen_event
+                else _repeat(session, ctx, existing, item, now, channels))
+    try:
+        with session.begin_nested():
+            lead = _new_lead(session, ctx, item.lead, item.idempotency_key, now, item.actor, routing, channels)
+        return IntakeResult(lead, duplicate=False)
+    except IntegrityError:
+        # Another process inserted the same id between our check and our insert.
+        routing.forget()
+        existing = _find_duplicate(session, item.lead, item.idempotency_key)
+        if existing is None:
+            raise
+        return _repeat(session, ctx, existing, item, now, channels)
 
 
 def _receive(session: Session, receipt: tuple[str, str], now: datetime) -> bool:
@@ -182,6 +243,17 @@ def _update_facts(session: Session, ctx: Context, lead: Lead, lead_in: LeadIn, b
 
 def _new_lead(session: Session, ctx: Context, lead_in: LeadIn, idempotency_key: str | None,
               now: datetime, actor: str, routing: Routing, channels: dict[tuple[str, str], str | None]) -> Lead:
+    lead, decision, experiment, team, reason = _build(session, ctx, lead_in, idempotency_key, now, routing)
+    # Intake is the hot path (hundreds a second): one Core INSERT (storage.leads.insert_lead).
+    lead.id = insert_lead(session, lead=lead)
+    _record(session, ctx, lead, actor, now, decision, experiment, team, reason, channels)
+    return lead
+
+
+def _build(session: Session, ctx: Context, lead_in: LeadIn, idempotency_key: str | None, now: datetime,
+           routing: Routing) -> tuple[Lead, Decision, Experiment | None, Team | None, str]:
+    """The new lead, qualified and routed (not written yet): (lead, decision, experiment, team, why
+    this owner)."""
     decision = qualify(ctx.agreement, lead_in)
     experiment = _experiment(session, ctx, lead_in, decision, now)
     to_sales = decision.workable or experiment is not None
@@ -205,19 +277,23 @@ def _new_lead(session: Session, ctx: Context, lead_in: LeadIn, idempotency_key: 
         lead.team, lead.routed_at = team.key, now
         reason = set_owner(session, ctx, lead, team, now, exclude=frozenset(), actor="system", routing=routing)
         lead.sla_due = lead.first_touch_due
-    # Intake is the hot path (hundreds a second): one Core INSERT (storage.leads.insert_lead).
-    lead.id = insert_lead(session, lead=lead)
+    return lead, decision, experiment, team, reason
+
+
+def _record(session: Session, ctx: Context, lead: Lead, actor: str, now: datetime, decision: Decision,
+            experiment: Experiment | None, team: Team | None, reason: str,
+            channels: dict[tuple[str, str], str | None]) -> None:
+    """The events, messages and card of a lead just written."""
     add_event(session, lead=lead, at=now, actor=actor, type="received", score=decision.score,
               reasons=decision.reasons, agreement_version=ctx.agreement.version)
     if team is None:
         add_event(session, lead=lead, at=now, actor="system", type="nurture", reason=decision.nurture_reason)
-        return lead
+        return
     if experiment is not None:
         add_event(session, lead=lead, at=now, actor="system", type="experiment", experiment=experiment.key,
                   reason=decision.nurture_reason)
     announce_owner(session, ctx, lead, team, now, actor="system", reason=reason)
     queue_card(session, ctx, lead, now, channels)
-    return lead
 
 
 def _experiment(session: Session, ctx: Context, lead_in: LeadIn, decision: Decision,

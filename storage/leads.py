@@ -5,7 +5,8 @@ Each function runs inside the caller's session; the caller (a command) owns the 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -16,24 +17,82 @@ from sqlmodel import Session, col, select
 from storage.db import affected
 from storage.tables import Lead, LeadEvent, MessageRef, OutboxMessage
 
-_INSERT_EVENT = sa.insert(LeadEvent)
-_INSERT_LEAD = sa.insert(Lead).returning(col(Lead.id))
-_LEAD_COLUMNS = [c.name for c in Lead.__table__.columns if c.name != "id"]  # type: ignore[attr-defined]
+_LEAD_TABLE: sa.Table = Lead.__table__  # type: ignore[attr-defined]
+_EVENT_TABLE: sa.Table = LeadEvent.__table__  # type: ignore[attr-defined]
+# Core statements on the tables (not the ORM entities: those go through the ORM's bulk machinery).
+_INSERT_EVENT = _EVENT_TABLE.insert()
+_INSERT_LEAD = _LEAD_TABLE.insert().returning(_LEAD_TABLE.c.id)
+_INSERT_LEADS = _LEAD_TABLE.insert().returning(_LEAD_TABLE.c.id, sort_by_parameter_order=True)
+_LEAD_COLUMNS = [c.name for c in _LEAD_TABLE.columns if c.name != "id"]
+#: Where `event_batch` collects the events of a session until it writes them in one executemany.
+_EVENT_BUFFER = "slabot.event_buffer"
 
 
 def insert_lead(session: Session, *, lead: Lead) -> int:
     """Write a new lead in one Core INSERT and return its id. Intake is the hot path (hundreds a
     second): the statement is built and compiled once, with the values as parameters (an ORM flush
     or `.values()` costs more than the write itself)."""
-    row = {name: getattr(lead, name) for name in _LEAD_COLUMNS}
-    lead_id: int = session.execute(_INSERT_LEAD, row).scalar_one()
+    [lead_id] = insert_leads(session, leads=[lead])
     return lead_id
+
+
+def insert_leads(session: Session, *, leads: Sequence[Lead]) -> list[int]:
+    """Write new leads in one executemany (multi-row INSERT ... RETURNING id, ids in the order of
+    `leads`) and return their ids."""
+    rows = [{name: getattr(lead, name) for name in _LEAD_COLUMNS} for lead in leads]
+    if len(rows) == 1:
+        return [int(session.connection().execute(_INSERT_LEAD, rows[0]).scalar_one())]
+    return [int(i) for i in session.connection().execute(_INSERT_LEADS, rows).scalars().all()]
+
+
+def known_identities(session: Session, *, external_ids: Iterable[str],
+                     idempotency_keys: Iterable[str]) -> tuple[set[str], set[str]]:
+    """Which of these external ids, and which of these idempotency keys, a stored lead has (one query)."""
+    ids, keys = sorted(set(external_ids)), sorted(set(idempotency_keys))
+    conditions = []
+    if ids:
+        conditions.append(_LEAD_TABLE.c.external_id.in_(ids))
+    if keys:
+        conditions.append(_LEAD_TABLE.c.idempotency_key.in_(keys))
+    if not conditions:
+        return set(), set()
+    rows = session.connection().execute(
+        sa.select(_LEAD_TABLE.c.external_id, _LEAD_TABLE.c.idempotency_key).where(sa.or_(*conditions)))
+    found_ids, found_keys = set(), set()
+    for external_id, key in rows:
+        found_ids.add(external_id)
+        found_keys.add(key)
+    return found_ids & set(ids), found_keys & set(keys)
 
 
 def insert_event(session: Session, *, lead_id: int, at: datetime, actor: str, type: str,
                  data: dict[str, Any]) -> None:
-    """A Core INSERT: the log is append-only, it never needs to be an object in the session."""
-    session.execute(_INSERT_EVENT, {"lead_id": lead_id, "at": at, "actor": actor, "type": type, "data": data})
+    """A Core INSERT: the log is append-only, it never needs to be an object in the session.
+    Inside `event_batch` the row waits for the batch's one executemany."""
+    row = {"lead_id": lead_id, "at": at, "actor": actor, "type": type, "data": data}
+    buffer: list[dict[str, Any]] | None = session.info.get(_EVENT_BUFFER)
+    if buffer is not None:
+        buffer.append(row)
+        return
+    session.connection().execute(_INSERT_EVENT, row)
+
+
+@contextmanager
+def event_batch(session: Session) -> Iterator[None]:
+    """Collect the events appended meanwhile and write them in one executemany, in the order they
+    were added (so each lead's log keeps its order), when the block ends without an error. Nothing
+    in the block may read the events it adds."""
+    if session.info.get(_EVENT_BUFFER) is not None:     # already batching: the outer block writes
+        yield
+        return
+    buffer: list[dict[str, Any]] = []
+    session.info[_EVENT_BUFFER] = buffer
+    try:
+        yield
+    finally:
+        session.info.pop(_EVENT_BUFFER, None)
+    if buffer:
+        session.connection().execute(_INSERT_EVENT, buffer)
 
 
 def find_duplicate(session: Session, *, external_id: str | None, idempotency_key: str | None) -> Lead | None:
