@@ -836,7 +836,7 @@ def _ctrl_c(stop: threading.Event) -> Iterator[None]:
     """While the demo runs, Ctrl-C (SIGINT) only asks it to stop: every loop checks `stop` between two
     steps, so the press never lands in the middle of a database write and the summary always prints.
     Outside the main thread (no signals there) this does nothing."""
-    def handler(signum: int, frame: FrameType | None) -> None:
+    def handler(_signum: int, _frame: FrameType | None) -> None:
         stop.set()
 
     try:

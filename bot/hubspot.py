@@ -87,7 +87,7 @@ class HubSpotClient:
         self.token, self.base_url, self.budget = token, base_url.rstrip("/"), budget
         self.window = window or RateWindow()
         self.sleep, self.monotonic = sleep, monotonic
-        self.on_call: Callable[[str], None] = lambda outcome: None
+        self.on_call: Callable[[str], None] = lambda _outcome: None
 
     def deadline(self) -> float:
         return self.monotonic() + self.budget

@@ -78,7 +78,7 @@ def actor_for(ctx: Context, key: str) -> Actor | None:
     return actor
 
 
-def key_of(ctx: Context, actor: Actor) -> str | None:
+def key_of(actor: Actor) -> str | None:
     """The desk key of a chat actor: VP, else manager, else rep."""
     if actor.vp:
         return actor.vp
@@ -153,7 +153,7 @@ def signin_link(ctx: Context, *, key: str, next_path: str | None = None, base_ur
 def send_link(ctx: Context, actor: Actor, platform: str) -> str:
     """`/sla desk`: a one-time sign-in link in a direct message (it notifies, and an ephemeral reply
     is easy to lose), through the outbox. Returns what the command answers."""
-    key = key_of(ctx, actor)
+    key = key_of(actor)
     found = person(ctx, key) if key else None
     if key is None or found is None:
         return ("You are not in the SLA agreement (as a rep, manager or VP), so the desk has nothing to "

@@ -295,7 +295,7 @@ def _fire_nudge(session: Session, ctx: Context, lead: Lead, due: Due, now: datet
                                       f"first-touch window")
         report.reassigned += int(reassigned_to is not None)
 
-    texts = _nudge_texts(ctx, lead, nudge, owner=owner, team=team, due_before=due_before, now=now,
+    texts = _nudge_texts(ctx, lead, nudge, owner=owner, team=team, due_before=due_before,
                          reassigned_to=reassigned_to, wanted_reassign=nudge.reassign)
     notified = _notify_roles(session, ctx, lead, roles=nudge.notify, owner=owner, team=team,
                              texts=texts, now=now,
@@ -445,7 +445,7 @@ def _notify_roles(session: Session, ctx: Context, lead: Lead, *, roles: Sequence
 
 
 def _nudge_texts(ctx: Context, lead: Lead, nudge: Nudge, *, owner: str | None, team: Team | None,
-                 due_before: datetime | None, now: datetime, reassigned_to: str | None,
+                 due_before: datetime | None, reassigned_to: str | None,
                  wanted_reassign: bool) -> dict[str, str]:
     """One neutral text per role: the owner hears about their lead, the others about the team's."""
     assert lead.tier is not None

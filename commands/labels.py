@@ -246,7 +246,7 @@ _REASONS: list[tuple[re.Pattern[str], Any]] = [
     (re.compile(r"^score (-?\d+) < threshold (-?\d+)$"),
      lambda m: f"Score {m[1]}, below the threshold of {m[2]}"),
     (re.compile(r"^no persona matched: no buying-stage gate$"),
-     lambda m: "No persona matched, so no buying-stage gate"),
+     lambda _m: "No persona matched, so no buying-stage gate"),
     (re.compile(r"^persona (\S+) at stage (\S+) \(handoff at (\S+)\)$"),
      lambda m: f"{persona(m[1])} buyer at the {stage(m[2]).lower()} stage (handed off from "
                f"{stage(m[3]).lower()})"),

@@ -1,0 +1,1 @@
+"""The Slack and Teams app manifests, built from the agreement."""

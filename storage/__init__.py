@@ -1,0 +1,1 @@
+"""Every query: tables, migrations and keyword-only functions named for what they hold."""

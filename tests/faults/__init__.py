@@ -1,0 +1,1 @@
+"""Fault injection: crashes, rate limits and backlogs against the delivery machinery."""

@@ -1,0 +1,1 @@
+"""Integration tests: commands and storage on SQLite and PostgreSQL."""
