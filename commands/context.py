@@ -21,7 +21,8 @@ class Context:
     db: Database
     agreement: Agreement
     clock: Clock
-    #: Platforms cards and messages are delivered to: those of sla.agreement.CHAT_PLATFORMS, "console".
+    #: Platforms cards and messages are delivered to: those of sla.agreement.CHAT_PLATFORMS, and local ones
+    #: (a console transport the demo adds, bot/console.py), where people are named and channels are "#TEAM".
     platforms: tuple[str, ...] = ()
     #: Operator notices this process has logged already (each is logged once, not at every tick).
     noticed: set[str] = field(default_factory=set, repr=False, compare=False)
@@ -113,11 +114,13 @@ def known_email(session: Session, *, platform: str, user_id: str) -> str | None:
     return identity.known_email(session, platform=platform, user_id=user_id)
 
 
-def team_channel(session: Session, agreement: Agreement, *, team: Team, platform: str) -> str | None:
-    """Where a team's cards go: a channel bound with `/sla link`, else the agreement's channel."""
+def team_channel(session: Session, agreement: Agreement,  # noqa: ARG001 (the callers' signature)
+                 *, team: Team, platform: str) -> str | None:
+    """Where a team's cards go: a channel bound with `/sla link`, else the agreement's channel; on a local
+    platform (not one of the agreement's chat platforms) the team's key as "#TEAM"."""
     bound = bindings.bound_channel(session, team=team.key, platform=platform)
     if bound:
         return bound
-    if platform == "console":
+    if platform not in CHAT_PLATFORMS:
         return f"#{team.key}"
     return team.channel.on(platform)

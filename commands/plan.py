@@ -128,10 +128,11 @@ def plan_lines(ctx: Context, plan: Plan, notes: list[str]) -> tuple[str, tuple[s
     return head, tuple(lines)
 
 
-def plan_command(ctx: Context, args: list[str], actor: Actor, platform: str, channel: str | None) -> CommandReply:
-    from commands.sla import CommandReply, prefix
+def plan_command(ctx: Context, args: list[str], actor: Actor, platform: str, channel: str | None,
+                 prefix: str) -> CommandReply:
+    from commands.sla import CommandReply
 
-    usage = (f"Usage: {prefix(platform)}plan bookings N deal-size N [win-rate R] [opportunity-rate R] [reps N] "
+    usage = (f"Usage: {prefix}plan bookings N deal-size N [win-rate R] [opportunity-rate R] [reps N] "
              "[per year|quarter|month]")
     if not actor.vp:
         return CommandReply("Sorry, only the sales VP and the marketing VP can plan the goals: the plan sets "

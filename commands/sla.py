@@ -56,41 +56,41 @@ class CommandReply:
         return "\n".join([self.text, *self.lines])
 
 
-Handler = Callable[[Context, list[str], Actor, str, str | None], CommandReply]
+#: A subcommand: (ctx, args, actor, platform, channel, prefix); `prefix` is how the caller's platform types the
+#: command ("/sla " on Slack, "sla " in Teams), given by the adapter for the usage lines it writes.
+Handler = Callable[[Context, list[str], Actor, str, str | None, str], CommandReply]
 
 
-def run(ctx: Context, *, text: str, actor: Actor, platform: str, channel: str | None) -> CommandReply:
-    """Answer one `/sla` command typed by `actor` on `platform` in `channel` (None: unknown)."""
+def run(ctx: Context, *, text: str, actor: Actor, platform: str, channel: str | None,
+        prefix: str = "sla ") -> CommandReply:
+    """Answer one `/sla` command typed by `actor` on `platform` in `channel` (None: unknown). `prefix` is how
+    that platform's users type the command (its adapter knows: "/sla " on Slack), for help and usage lines."""
     words = text.strip().split()
     if words and words[0].lower() in ("sla", "/sla"):   # Teams users often type the "sla" too
         words = words[1:]
     if not words:
-        return help_reply(platform)
+        return help_reply(prefix)
     word, args = words[0].lower(), words[1:]
     handler = _HANDLERS.get(word)
     if handler is None:
         shown = word if len(word) <= 40 else word[:40] + "…"
-        help_text = help_reply(platform)
+        help_text = help_reply(prefix)
         return CommandReply(f"Unknown command “{shown}”. {help_text.text}", help_text.lines)
-    return handler(ctx, args, actor, platform, channel)
+    return handler(ctx, args, actor, platform, channel, prefix)
 
 
-def prefix(platform: str) -> str:
-    return "/sla " if platform == "slack" else "sla "
+def help_reply(prefix: str) -> CommandReply:
+    return CommandReply("slabot runs your Sales & Marketing SLA. Commands:", tuple(help_lines(prefix)))
 
 
-def help_reply(platform: str) -> CommandReply:
-    return CommandReply("slabot runs your Sales & Marketing SLA. Commands:",
-                        tuple(help_lines(prefix(platform))))
+def _help(ctx: Context, args: list[str], actor: Actor, platform: str, channel: str | None,
+          prefix: str) -> CommandReply:
+    return help_reply(prefix)
 
 
-def _help(ctx: Context, args: list[str], actor: Actor, platform: str, channel: str | None) -> CommandReply:
-    return help_reply(platform)
-
-
-def _usage(name: str, platform: str) -> CommandReply:
+def _usage(name: str, prefix: str) -> CommandReply:
     spec = next(s for s in COMMANDS if s.name == name)
-    return CommandReply(f"Usage: {prefix(platform)}{spec.usage}", (spec.help,))
+    return CommandReply(f"Usage: {prefix}{spec.usage}", (spec.help,))
 
 
 def not_in_agreement(actor: Actor) -> CommandReply:
@@ -132,7 +132,8 @@ def business_minutes(value: Any) -> str:
 # --- status --------------------------------------------------------------------------------
 
 
-def _status(ctx: Context, args: list[str], actor: Actor, platform: str, channel: str | None) -> CommandReply:
+def _status(ctx: Context, args: list[str], actor: Actor, platform: str, channel: str | None,
+            prefix: str) -> CommandReply:
     words = [a.lower() for a in args]
     if not is_known(actor):
         # The numbers name reps and their misses: only people in the agreement see them, and the
@@ -152,7 +153,7 @@ def _status(ctx: Context, args: list[str], actor: Actor, platform: str, channel:
         if team is None:
             return unknown_team(ctx, words[1])
         return status_reply(ctx, scope=f"team:{team.key}", label=team.name)
-    return _usage("status", platform)
+    return _usage("status", prefix)
 
 
 def my_scope(ctx: Context, actor: Actor) -> tuple[str, str] | None:
@@ -241,9 +242,10 @@ def status_lines(data: Status, *, currency: str | None = "USD") -> list[str]:
 # --- leads ---------------------------------------------------------------------------------
 
 
-def _leads(ctx: Context, args: list[str], actor: Actor, platform: str, channel: str | None) -> CommandReply:
+def _leads(ctx: Context, args: list[str], actor: Actor, platform: str, channel: str | None,
+           prefix: str) -> CommandReply:
     if args:
-        return _usage("leads", platform)
+        return _usage("leads", prefix)
     return leads_reply(ctx, actor)
 
 
@@ -290,14 +292,15 @@ def lead_line(ctx: Context, lead: Lead, now: datetime, *, show_owner: bool) -> s
 # --- away / back ---------------------------------------------------------------------------
 
 
-def _away(ctx: Context, args: list[str], actor: Actor, platform: str, channel: str | None) -> CommandReply:
+def _away(ctx: Context, args: list[str], actor: Actor, platform: str, channel: str | None,
+          prefix: str) -> CommandReply:
     if not actor.rep:
         return CommandReply("Only reps in the agreement can be away: leads are routed to reps.")
     words = [a.lower() for a in args]
     if words and words[0] == "until":
         words = words[1:]
     if len(words) > 1 or (words and not _DATE.match(words[0])):
-        return _usage("away", platform)
+        return _usage("away", prefix)
     until: datetime | None = None
     if words:
         try:
@@ -314,17 +317,18 @@ def _away(ctx: Context, args: list[str], actor: Actor, platform: str, channel: s
     keep = (f"Your {still_open} open lead{'s stay' if still_open != 1 else ' stays'} with you: ask your "
             f"manager to reassign {'them' if still_open != 1 else 'it'} if needed.") if still_open else ""
     if until is None:
-        head = f"You are away: new leads go to your teammates until you type {prefix(platform)}back."
+        head = f"You are away: new leads go to your teammates until you type {prefix}back."
     else:
         head = f"You are away until {local_time(ctx, until)}: new leads go to your teammates until then."
     return CommandReply(head, (keep,) if keep else ())
 
 
-def _back(ctx: Context, args: list[str], actor: Actor, platform: str, channel: str | None) -> CommandReply:
+def _back(ctx: Context, args: list[str], actor: Actor, platform: str, channel: str | None,
+          prefix: str) -> CommandReply:
     if not actor.rep:
         return CommandReply("Only reps in the agreement can be away or back: leads are routed to reps.")
     if args:
-        return _usage("back", platform)
+        return _usage("back", prefix)
     with ctx.db.read() as session:
         was_away = rep_away(session, rep=actor.rep, now=ctx.now())
     set_away(ctx, rep=actor.rep, away=False)
@@ -336,9 +340,10 @@ def _back(ctx: Context, args: list[str], actor: Actor, platform: str, channel: s
 # --- link ----------------------------------------------------------------------------------
 
 
-def _link(ctx: Context, args: list[str], actor: Actor, platform: str, channel: str | None) -> CommandReply:
+def _link(ctx: Context, args: list[str], actor: Actor, platform: str, channel: str | None,
+          prefix: str) -> CommandReply:
     if len(args) != 1:
-        return _usage("link", platform)
+        return _usage("link", prefix)
     team = ctx.agreement.team(args[0].lower())
     if team is None:
         return unknown_team(ctx, args[0])
@@ -366,9 +371,10 @@ def _link(ctx: Context, args: list[str], actor: Actor, platform: str, channel: s
 # --- digest --------------------------------------------------------------------------------
 
 
-def _digest(ctx: Context, args: list[str], actor: Actor, platform: str, channel: str | None) -> CommandReply:
+def _digest(ctx: Context, args: list[str], actor: Actor, platform: str, channel: str | None,
+            prefix: str) -> CommandReply:
     if args:
-        return _usage("digest", platform)
+        return _usage("digest", prefix)
     try:   # commands/digest.py is written separately: tolerate a build without it
         digest = importlib.import_module("commands.digest")
     except ImportError:
@@ -381,7 +387,8 @@ def _digest(ctx: Context, args: list[str], actor: Actor, platform: str, channel:
     return CommandReply(f"Preview (only you can see this): {content.title}", tuple(lines))
 
 
-def _desk(ctx: Context, args: list[str], actor: Actor, platform: str, channel: str | None) -> CommandReply:
+def _desk(ctx: Context, args: list[str], actor: Actor, platform: str, channel: str | None,
+          prefix: str) -> CommandReply:
     """A one-time sign-in link to the desk, by direct message (commands/desk.py)."""
     from commands.desk import send_link
 

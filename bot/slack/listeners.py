@@ -49,6 +49,8 @@ T = TypeVar("T")
 #: is acknowledged at once and delivered through the outbox (Slack gives up at 3 s).
 COMMAND_BUDGET_S = 2.0
 PLATFORM = "slack"
+#: How Slack users type the command (a slash command), for the help and usage lines commands.sla writes.
+COMMAND_PREFIX = "/sla "
 #: How long "Slack reported no e-mail for this user" is believed before asking again.
 LOOKUP_TTL = timedelta(days=1)
 #: Every lead button and select (`lead.claim`, `lead.disqualify`, ...; see bot.cards).
@@ -250,7 +252,8 @@ class SlackListeners:
 
     async def _command(self, user_id: str, channel: str | None, text: str, client: AsyncWebClient) -> CommandReply:
         actor = await self.actor(user_id, client)
-        return await self._thread(run, self.ctx, text=text, actor=actor, platform=PLATFORM, channel=channel)
+        return await self._thread(run, self.ctx, text=text, actor=actor, platform=PLATFORM, channel=channel,
+                                  prefix=COMMAND_PREFIX)
 
     def _queue_reply(self, reply: CommandReply, *, user_id: str, channel: str | None, key: str) -> None:
         interaction.queue_reply(self.ctx, platform=PLATFORM, text=reply.as_text(), user_id=user_id, channel=channel,

@@ -337,7 +337,7 @@ class SlabotTeams(ActivityHandler):
         from commands import sla as sla_command
 
         reply = await anyio.to_thread.run_sync(lambda: sla_command.run(
-            self.ctx, text=text, actor=actor, platform="teams", channel=channel))
+            self.ctx, text=text, actor=actor, platform="teams", channel=channel, prefix="sla "))
         message = text_activity(reply_text(reply.text, reply.lines))
         if reply.private and kind != "personal" and await self._send_privately(turn_context, message):
             await turn_context.send_activity(text_activity(

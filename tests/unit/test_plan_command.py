@@ -25,7 +25,8 @@ WORKABLE = {"employees": 50, "stage": "solution_research", "activities": [{"type
 
 def ask(ctx: Context, user_id: str, text: str, platform: str = "slack") -> sla.CommandReply:
     actor = identify(ctx.agreement, platform=platform, user_id=user_id)
-    return sla.run(ctx, text=text, actor=actor, platform=platform, channel="C0CMD00001")
+    return sla.run(ctx, text=text, actor=actor, platform=platform, channel="C0CMD00001",
+                   prefix="/sla " if platform == "slack" else "sla ")   # as the adapter passes it
 
 
 def test_the_vps_get_the_plan_in_words(ctx: Context) -> None:

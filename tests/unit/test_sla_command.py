@@ -21,6 +21,8 @@ from storage.tables import ChannelBinding, Lead, RepStatus
 from tests.conftest import EXAMPLE_LEAD
 
 ANA, PRIYA, DIEGO, SAM, MAYA = "U0ANA00001", "U0PRIYA001", "U0DIEGO001", "U0SAM00001", "U0MAYA0001"
+#: How each adapter says its users type the command (bot/slack/listeners.py, bot/teams/app.py pass it).
+PREFIX = {"slack": "/sla ", "teams": "sla "}
 
 
 def who(ctx: Context, user_id: str) -> Actor:
@@ -29,7 +31,8 @@ def who(ctx: Context, user_id: str) -> Actor:
 
 def ask(ctx: Context, user_id: str, text: str, *, platform: str = "slack",
         channel: str | None = "C0CMD00001") -> sla.CommandReply:
-    return sla.run(ctx, text=text, actor=who(ctx, user_id), platform=platform, channel=channel)
+    return sla.run(ctx, text=text, actor=who(ctx, user_id), platform=platform, channel=channel,
+                   prefix=PREFIX.get(platform, "sla "))
 
 
 def new_lead(ctx: Context, **changes: Any) -> Lead:
