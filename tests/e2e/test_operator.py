@@ -231,6 +231,10 @@ def test_the_log_guard_drops_unknown_extras_and_e_mail_addresses() -> None:
     out = io.StringIO()
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
+    # configure_logging sets levels and propagation on library and uvicorn loggers too: put every
+    # logger back afterwards, or later tests that capture DEBUG records (caplog) see nothing.
+    loggers = [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)]
+    saved = [(lg, lg.level, lg.propagate, list(lg.handlers)) for lg in loggers]
     try:
         configure_logging(level="INFO", fmt="json", stream=out)
         log = logging.getLogger("slabot.test")
@@ -244,6 +248,13 @@ def test_the_log_guard_drops_unknown_extras_and_e_mail_addresses() -> None:
         for handler in [h for h in root.handlers if h not in handlers]:
             root.removeHandler(handler)
         root.setLevel(level)
+        for lg, lg_level, propagate, lg_handlers in saved:
+            lg.setLevel(lg_level)
+            lg.propagate = propagate
+            lg.handlers[:] = lg_handlers
+        for name in set(logging.root.manager.loggerDict) - {lg.name for lg in loggers}:
+            logging.getLogger(name).setLevel(logging.NOTSET)   # created by configure_logging
+        logging.captureWarnings(False)
     first, second = (json.loads(line) for line in out.getvalue().splitlines() if line.startswith("{"))
     assert first["event"] == "lead 7 handed off by <e-mail>"
     assert first["lead_id"] == 7 and first["team"] == "smb" and "email" not in first and "full_name" not in first
