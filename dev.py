@@ -104,7 +104,10 @@ def exec_venv(program: str, *args: str) -> None:
 
 
 def pytest_step(args: list[str], env: dict[str, str]) -> int:
-    argv = [PYTHON, "-m", "pytest", *args]
+    # One pytest-xdist worker per core unless told otherwise (`-n 0` runs in one process); the
+    # fault-injection suite stays on one worker (its tests start processes and time their recovery).
+    parallel = [] if any(a.startswith(("-n", "--numprocesses")) for a in args) else ["-n", "auto"]
+    argv = [PYTHON, "-m", "pytest", *parallel, "--dist", "loadgroup", *args]
     in_ci = os.environ.get("CI") == "true"
     if in_ci:
         env.setdefault("SLABOT_REQUIRE_POSTGRES", "1")

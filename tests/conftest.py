@@ -47,15 +47,36 @@ def clock() -> FixedClock:
     return FixedClock(T0)
 
 
+_worker_databases: dict[str, str] = {}
+
+
 def postgres_url() -> str | None:
+    """The test server's URL; under pytest-xdist, a database of this worker's own on it (created once),
+    because tests empty the database they use and workers run at the same time."""
     url = os.environ.get("SLABOT_TEST_POSTGRES_URL")
     if not url and os.environ.get("SLABOT_REQUIRE_POSTGRES") == "1":
         pytest.fail("SLABOT_REQUIRE_POSTGRES=1 but SLABOT_TEST_POSTGRES_URL is not set")
-    return url
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not url or not worker:
+        return url
+    if url not in _worker_databases:
+        base = sa.engine.make_url(url)
+        name = f"{base.database}_{worker}"
+        engine = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+        try:
+            with engine.connect() as conn:
+                exists = conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :name"),
+                                      {"name": name}).first()
+                if not exists:
+                    conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        finally:
+            engine.dispose()
+        _worker_databases[url] = base.set(database=name).render_as_string(hide_password=False)
+    return _worker_databases[url]
 
 
 def fresh_postgres(url: str) -> Database:
-    """An empty schema on the shared test server (tests using it run one at a time)."""
+    """An empty schema in this test process's database (see postgres_url)."""
     db = Database(url)
     with db.engine.begin() as conn:
         conn.execute(sa.text("DROP SCHEMA IF EXISTS public CASCADE"))
@@ -137,3 +158,12 @@ class LiveServer:
 def live(services: Services) -> Iterator[LiveServer]:
     with LiveServer(create_app(services)) as server:
         yield server
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (`--dist loadgroup`), the fault-injection suite runs on one worker, one test
+    after another: each test starts its own slabot processes and measures how they recover."""
+    faults = Path(__file__).parent / "faults"
+    for item in items:
+        if faults in Path(item.path).parents:
+            item.add_marker(pytest.mark.xdist_group("faults"))
