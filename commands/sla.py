@@ -14,7 +14,6 @@ Choices made here:
 
 from __future__ import annotations
 
-import importlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from commands import labels
 from commands.actions import set_away
 from commands.context import Actor, Context
+from commands.digest import build_digest
 from commands.plan import plan_command
 from commands.registry import COMMANDS, help_lines
 from sla.lifecycle import State
@@ -375,11 +375,7 @@ def _digest(ctx: Context, args: list[str], actor: Actor, platform: str, channel:
             prefix: str) -> CommandReply:
     if args:
         return _usage("digest", prefix)
-    try:   # commands/digest.py is written separately: tolerate a build without it
-        digest = importlib.import_module("commands.digest")
-    except ImportError:
-        return CommandReply("The digest is not available in this version.")
-    content: Any = digest.build_digest(ctx, as_of=ctx.now(), team=None)
+    content = build_digest(ctx, as_of=ctx.now(), team=None)
     lines: list[str] = []
     for heading, section in content.sections:
         lines.append(f"{heading}:")

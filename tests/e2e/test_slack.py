@@ -4,10 +4,10 @@ delivering to a fake Slack Web API on 127.0.0.1 (which records, rate-limits and 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import itertools
 import json
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -97,11 +97,8 @@ class Slack:
         else:
             body = sh.block_action(user=user, channel=message.channel, message_ts=message.ts,
                                    action_id=action_id, value=value or element["value"])
-        started = time.monotonic()
         response = await self.post(body, sh.FORM)
         assert response.status_code == 200, response.text
-        # Behaviour, not a benchmark: Slack retries any interaction not acknowledged within 3 s.
-        assert time.monotonic() - started < 3.0
         return response
 
     async def command(self, user: str, text: str, channel: str = "C0CMD00001") -> dict[str, Any]:
@@ -320,6 +317,29 @@ async def test_a_failed_action_is_reported_not_swallowed(slack: Slack, monkeypat
     assert slack.lead(lead["id"]).state == "routed"
 
 
+async def test_a_click_is_acknowledged_before_the_action_runs(slack: Slack, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Slack retries any interaction not acknowledged within 3 s: the 200 may not wait for the work.
+    from commands.actions import perform as real
+
+    lead = await slack.handoff()
+    card = await posted_card(slack, MID)
+    entered, release = threading.Event(), threading.Event()
+
+    def held(*args: Any, **kwargs: Any) -> Any:
+        entered.set()
+        assert release.wait(30), "the test never released the action"
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr("commands.interaction.perform", held)
+    try:
+        await slack.click(EVE, card, "lead.claim")     # answered while the action is still held
+        await eventually(entered.is_set)
+        assert slack.lead(lead["id"]).state == "routed"
+    finally:
+        release.set()
+    await eventually(lambda: slack.lead(lead["id"]).state == "claimed")
+
+
 async def test_click_by_someone_else_changes_nothing_and_is_told_why(slack: Slack) -> None:
     lead = await slack.handoff()
     card = await posted_card(slack, MID)
@@ -418,9 +438,14 @@ async def test_429_storm_paces_per_channel_loses_and_duplicates_nothing(slack_ma
     fake.rate_limit_per_channel = 1.0
     fake.fail_next("chat.postMessage", status=429, retry_after=1)   # whichever channel posts first
 
-    started = time.monotonic()
-    report = await slack.services.make_worker().deliver_due()
-    elapsed = time.monotonic() - started
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:   # the worker's pacing and Retry-After waits, recorded
+        waits.append(seconds)
+        await asyncio.sleep(seconds)
+
+    worker = OutboxWorker(slack.services.ctx, slack.services.transports, worker_id="test", sleep=sleep)
+    report = await worker.deliver_due()
 
     assert report.sent == 5 and report.dead == 0 and report.retried >= 1
     stats = fake.stats()
@@ -438,7 +463,10 @@ async def test_429_storm_paces_per_channel_loses_and_duplicates_nothing(slack_ma
     limited = next(c.params["channel"] for c in fake.calls_to("chat.postMessage") if c.status == 429)
     other = SMB if limited == MID else MID
     assert by_channel[other][0] < by_channel[limited][0]
-    assert elapsed < 4.5
+    # No wait longer than the platform asked for (one post a second, Retry-After: 1), and no more
+    # waits than posts after the first of each lane plus the one retry: nothing idles needlessly.
+    assert waits and max(waits) <= 1.0
+    assert len(waits) <= report.sent - len(by_channel) + report.retried
 
 
 @pytest.mark.parametrize("failure", [503, 0], ids=["http-503", "dropped-connection"])
@@ -719,14 +747,11 @@ async def test_sla_digest_preview(slack: Slack) -> None:
     reply = await slack.command(SAM, "digest")
     assert reply["response_type"] == "ephemeral"
     text = reply["text"]
-    if text.startswith("Working on it"):   # the first digest of a process may load matplotlib (> 2 s)
+    if text.startswith("Working on it"):   # a slow machine: the preview follows through the outbox
         note = await eventually(lambda: slack.fake.ephemerals)
         text = note[0].text
-    if importlib.util.find_spec("commands.digest") is None:
-        assert "not available" in text
-    else:
-        assert text.startswith("Preview (only you can see this): ")
-        assert "daily SLA digest" in text
+    assert text.startswith("Preview (only you can see this): ")
+    assert "daily SLA digest" in text
 
 
 async def test_slow_sla_answer_is_acknowledged_then_delivered_through_the_outbox(slack: Slack) -> None:

@@ -26,6 +26,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -187,7 +188,7 @@ class _Handler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length > 0 else b""
 
     def _dispatch(self) -> None:
-        received_at = time.monotonic()
+        received_at = self.server.owner.clock()
         body = self._read_body()
         request = FakeRequest(
             method=self.command,
@@ -218,6 +219,19 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
 
+class ManualClock:
+    """A monotonic clock that moves only when told (`advance`), for a fake's `clock`."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 class BackgroundHTTPServer:
     """Base class: an HTTP server on 127.0.0.1 served from a daemon thread.
 
@@ -227,6 +241,9 @@ class BackgroundHTTPServer:
 
     def __init__(self, *, port: int = 0, latency: float = 0.0) -> None:
         self.latency: float = latency
+        #: The fake's clock for request times and rate limits: a test of a rate limit sets a manual one
+        #: (tests.fakes.ManualClock), so "too fast" and "a window later" do not depend on the machine's load.
+        self.clock: Callable[[], float] = time.monotonic
         self._requested_port = port
         self._httpd: _QuietThreadingServer | None = None
         self._thread: threading.Thread | None = None

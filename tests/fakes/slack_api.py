@@ -531,7 +531,7 @@ class FakeSlack(RecordingServer["Call"]):
         attachments = params.get("attachments")
         if not text and not blocks and not attachments:
             return self._err("no_text")
-        now = time.monotonic()
+        now = self.clock()
         rate = self.rate_limit_per_channel
         if rate:
             last = self._last_accepted_post.get(channel)

@@ -28,6 +28,7 @@ from slack_sdk.http_retry.builtin_async_handlers import AsyncConnectionErrorRetr
 from slack_sdk.http_retry.builtin_interval_calculators import FixedValueRetryIntervalCalculator
 from slack_sdk.web.async_client import AsyncWebClient
 
+from tests.fakes import ManualClock
 from tests.fakes.bot_connector import FakeBotConnector
 from tests.fakes.slack_api import BOT_USER_ID, FakeSlack
 
@@ -298,12 +299,13 @@ async def test_injected_http_status_and_slack_error(slack: FakeSlack) -> None:
 async def test_per_channel_rate_limit(slack: FakeSlack) -> None:
     client = _client(slack)
     slack.rate_limit_per_channel = 20.0  # one post per 50 ms per channel
+    slack.clock = clock = ManualClock()   # time moves only when the test says so
 
     await client.chat_postMessage(channel=CHANNEL, text="1")
     with pytest.raises(SlackApiError) as info:
         await client.chat_postMessage(channel=CHANNEL, text="2 (too fast)")
     other = await client.chat_postMessage(channel="C0OTHER001", text="other channel")
-    await asyncio.sleep(0.06)
+    clock.advance(0.06)
     later = await client.chat_postMessage(channel=CHANNEL, text="3")
 
     assert info.value.response.status_code == 429
@@ -635,6 +637,7 @@ def test_rate_limit_per_conversation_sliding_window(
     connector: FakeBotConnector, http: httpx.Client
 ) -> None:
     connector.rate_limit_per_conversation = 7
+    connector.clock = ManualClock()      # all eleven posts fall in one window, however slow the machine
     url = f"v3/conversations/{TEAMS_CHANNEL}/activities"
 
     statuses = [http.post(url, json=_message_activity(TEAMS_CHANNEL)).status_code for _ in range(9)]
@@ -653,10 +656,11 @@ def test_rate_limit_per_conversation_sliding_window(
 def test_rate_limit_window_slides(connector: FakeBotConnector, http: httpx.Client) -> None:
     connector.rate_limit_per_conversation = 10  # 10/s over a 0.2 s window = 2 per window
     connector.rate_limit_window = 0.2
+    connector.clock = clock = ManualClock()
     url = f"v3/conversations/{TEAMS_CHANNEL}/activities"
 
     burst = [http.post(url, json={"type": "message"}).status_code for _ in range(3)]
-    time.sleep(max(0.0, connector.calls[0].at + 0.2 - time.monotonic()) + 0.02)
+    clock.advance(0.21)                  # the first post leaves the window
     after = http.post(url, json={"type": "message"}).status_code
 
     assert burst == [201, 201, 429]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import builtins
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -288,18 +287,6 @@ def test_digest_preview(ctx: Context) -> None:
     assert reply.text.startswith("Preview (only you can see this): Acme FY27 Sales & Marketing SLA: daily SLA digest")
     assert reply.lines and reply.lines[0].endswith(":") and reply.lines[1].startswith("  ")
     assert ask(ctx, SAM, "digest now").text == "Usage: /sla digest"
-
-
-def test_digest_without_the_digest_module(ctx: Context, monkeypatch: pytest.MonkeyPatch) -> None:
-    real_import = builtins.__import__
-
-    def no_digest(name: str, *args: Any, **kwargs: Any) -> Any:
-        if name == "commands.digest":
-            raise ImportError(name)
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr("importlib.import_module", lambda name: no_digest(name, fromlist=["x"]))
-    assert ask(ctx, SAM, "digest").text == "The digest is not available in this version."
 
 
 # --- formatting helpers --------------------------------------------------------------------
