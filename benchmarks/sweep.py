@@ -1,4 +1,4 @@
-"""The engine's nudge sweep (`commands.engine.sweep`) over 100,000 open leads, on SQLite.
+"""The engine's nudge sweep (`commands.sweep.sweep`) over 100,000 open leads, on SQLite.
 
 100,000 open leads are generated inside SQLite: worked leads routed over the last ten days whose
 next check is in the future, plus a reserve of claimed-but-untouched standard leads (2 h window)
@@ -27,7 +27,7 @@ from sqlmodel import col
 from benchmarks.common import EXAMPLE_AGREEMENT, Row
 from benchmarks.memory import OtherLoad
 from commands.context import Context
-from commands.engine import SweepReport, sweep
+from commands.sweep import SweepReport, sweep
 from sla.agreement import load_agreement
 from sla.clock import FixedClock
 from storage.db import Database

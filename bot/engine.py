@@ -17,7 +17,7 @@ import anyio
 from bot.delivery import DeliveryReport, OutboxWorker
 from bot.services import Services
 from commands.digest import queue_due_digests
-from commands.engine import SweepReport, sweep
+from commands.sweep import SweepReport, sweep
 from sla.clock import as_utc
 
 __all__ = ["TICK_DELIVERY_BUDGET_S", "TickReport", "send_digests_now", "tick"]

@@ -9,7 +9,7 @@ from datetime import datetime
 from commands.context import Context
 from commands.notification import notify_person
 from sla.agreement import Team
-from sla.clocks import LeadClock
+from sla.deadlines import LeadClock
 from sla.lifecycle import State
 from sla.routing import RepLoad, choose_rep
 from storage.db import Session

@@ -9,7 +9,7 @@ from datetime import datetime
 from sla.agreement import CHAT_PLATFORMS, Agreement, Person, Team
 from sla.calendar import BusinessCalendar
 from sla.clock import Clock
-from sla.clocks import Clocks
+from sla.deadlines import Clocks
 from sla.lifecycle import Role
 from storage import bindings, identity
 from storage.db import Database, Session

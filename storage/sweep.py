@@ -1,4 +1,4 @@
-"""The engine's selection queries: which open leads have a next check due (commands/engine.py)."""
+"""The engine's selection queries: which open leads have a next check due (commands/sweep.py)."""
 
 from __future__ import annotations
 

@@ -57,7 +57,7 @@ Definitions (DESIGN.md 2.7, with the choices it leaves open made explicit):
   `attempts_per_lead` = attempts (as of `as_of`) on cohort leads / cohort, rounded to 2 decimals;
   `cadence_met_pct` = of cohort leads in state ``recycled`` closed by `as_of`, the share with
   attempts >= their tier's `attempts.count` (tiers looked up by key in the current agreement; a
-  tier key no longer in it is judged by the last, catch-all tier, as `sla.clocks.Clocks` does);
+  tier key no longer in it is judged by the last, catch-all tier, as `sla.deadlines.Clocks` does);
   `connect_rate` = cohort leads with a connect by `as_of` / worked leads;
   `opportunity_rate` = workable MTD leads with `opportunity_at <= as_of` / workable MTD leads (the
   numerator is taken from the denominator's own leads, so it is a true share; an opportunity this

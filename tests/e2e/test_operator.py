@@ -30,8 +30,8 @@ from bot.services import build_services
 from bot.settings import start_problems
 from commands.context import Context
 from commands.digest import queue_due_digests
-from commands.engine import sweep
 from commands.intake import Handoff, handoff_many
+from commands.sweep import sweep
 from sla.agreement import Agreement
 from sla.clock import FixedClock
 from sla.lead import LeadIn

@@ -21,8 +21,8 @@ from bot.scheduler import TICK_JOB_ID, serve_worker, start_scheduler
 from bot.services import Services, build_services
 from commands.actions import ActionRequest, perform
 from commands.context import Actor, Context
-from commands.engine import CLOSE_GRACE, due_lead_ids, sweep
 from commands.intake import handoff
+from commands.sweep import CLOSE_GRACE, due_lead_ids, sweep
 from sla.agreement import Agreement, Nudge
 from sla.clock import FixedClock
 from sla.lead import LeadIn

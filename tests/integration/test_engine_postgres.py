@@ -16,7 +16,7 @@ from sqlmodel import col, select
 
 from commands.context import Context
 from commands.digest import queue_due_digests
-from commands.engine import SweepReport, sweep
+from commands.sweep import SweepReport, sweep
 from sla.agreement import Agreement
 from sla.clock import FixedClock
 from sla.lifecycle import Action

@@ -212,7 +212,7 @@ def test_analyze_from_db_reports_experiments(db: Database, clock: FixedClock, tm
 def test_an_experiment_lead_routed_without_a_platform_gets_its_card_late(db: Database, clock: FixedClock) -> None:
     """As for a workable lead: routed while no chat platform is on, its card is posted once one is,
     and its owner gets a fresh first-touch window instead of an escalation for a window never seen."""
-    from commands.engine import sweep
+    from commands.sweep import sweep
 
     off = Context(db=db, agreement=trial_agreement(), clock=clock, platforms=())
     (lead,) = hand_off(off, [{**EBOOK, "external_id": "dark"}])

@@ -48,7 +48,7 @@ from commands.context import Context, team_channel
 from commands.notification import notify_person, queue_card, resolve_person
 from sla.agreement import Nudge, Team
 from sla.clock import as_utc
-from sla.clocks import Due
+from sla.deadlines import Due
 from sla.lifecycle import Action, Refused, Role, State, next_state
 from sla.routing import choose_rep
 from storage.db import Session
@@ -182,7 +182,7 @@ def _sweep_lead(ctx: Context, lead_id: int, now: datetime, report: SweepReport) 
                 _fire_cadence(session, ctx, lead, due, now, report)
             elif due.kind == "cadence_ending":
                 _fire_cadence_ending(session, ctx, lead, now, report)
-            else:   # pragma: no cover - a new kind in sla.clocks without a handler here
+            else:   # pragma: no cover - a new kind in sla.deadlines without a handler here
                 raise ValueError(f"unknown due kind {due.kind!r}")
         else:
             log.error("lead %s: more than %s steps due at once; stopping", lead_id, _MAX_STEPS_PER_LEAD,
