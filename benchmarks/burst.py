@@ -44,9 +44,9 @@ from sqlmodel import col
 from benchmarks.common import EXAMPLE_AGREEMENT, EXAMPLE_LEAD, ROOT, Row
 from benchmarks.memory import OtherLoad
 from bot.app import create_app
-from bot.delivery import DeliveryReport, OutboxWorker
 from bot.services import build_services
 from bot.settings import Settings
+from bot.worker.delivery import DeliveryReport, OutboxWorker
 from commands.intake import handoff
 from sla.agreement import Agreement, parse_agreement
 from sla.lead import LeadIn

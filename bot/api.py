@@ -31,15 +31,16 @@ log = logging.getLogger("slabot.api")
 PlainId = Annotated[str, Field(max_length=200), AfterValidator(plain_text)]
 
 
-def services(request: Request) -> Services:
+async def services(request: Request) -> Services:
+    # async: FastAPI runs a plain `def` dependency in its thread pool, a thread hop per request for nothing.
     return request.app.state.services  # type: ignore[no-any-return]
 
 
 ServicesDep = Annotated[Services, Depends(services)]
 
 
-def require_token(request: Request, svc: ServicesDep,
-                  _documented: Annotated[HTTPAuthorizationCredentials | None, Security(apidocs.bearer)]) -> None:
+async def require_token(request: Request, svc: ServicesDep,
+                        _documented: Annotated[HTTPAuthorizationCredentials | None, Security(apidocs.bearer)]) -> None:
     # `_documented` only puts the bearer scheme in OpenAPI (the Authorize button); the check is here.
     expected = svc.settings.slabot_intake_token
     if expected is None:

@@ -28,7 +28,7 @@ def create_app(services: Services, *, run_worker: bool = False, run_scheduler: b
             worker = services.make_worker()
             tasks.append(asyncio.create_task(worker.run_forever()))
         if run_scheduler:
-            from bot.scheduler import start_scheduler
+            from bot.worker.scheduler import start_scheduler
 
             scheduler = start_scheduler(services)
         for hook in app.state.startup_hooks:

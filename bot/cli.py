@@ -246,7 +246,7 @@ def worker() -> None:
     """Run only the scheduler and outbox worker (for several web replicas)."""
     from bot.app import create_app
     from bot.logs import log_startup_summary
-    from bot.scheduler import run_worker
+    from bot.worker.scheduler import run_worker
 
     settings = _start("worker")
     services = _services(settings=settings)
@@ -279,7 +279,7 @@ def check(agreement: str | None) -> None:
 def tick(now_text: str | None) -> None:
     """Run every due job once: outbox delivery, nudges, escalations, digests."""
     from bot.app import create_app
-    from bot.engine import tick as run_tick
+    from bot.worker.tick import tick as run_tick
 
     now = _instant(now_text)
     services = _services(now=now)
@@ -306,8 +306,8 @@ def digest(now_text: str | None, send: bool) -> None:
             click.echo(f"  {line}")
     if send:
         from bot.app import create_app
-        from bot.engine import send_digests_now
         from bot.settings import email_problem
+        from bot.worker.tick import send_digests_now
 
         problem = email_problem(services.settings, services.ctx.agreement)
         if problem:

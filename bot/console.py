@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from bot.cards import Card
-from bot.delivery import Posted
+from bot.worker.delivery import Posted
 from commands.context import Context
 
 

@@ -24,11 +24,11 @@ from typing import Any, TextIO
 
 from bot.cards import ActionPayload, Button
 from bot.console import ConsoleTransport, digest_lines
-from bot.delivery import Posted
-from bot.engine import tick
 from bot.presenters import lead_card, money
 from bot.services import Services, build_services
 from bot.settings import Settings
+from bot.worker.delivery import Posted
+from bot.worker.tick import tick
 from commands import labels
 from commands.actions import ActionRequest, perform
 from commands.context import Context, identify

@@ -195,7 +195,7 @@ def chat_platforms(settings: Any) -> str:
 
 def startup_summary(settings: Any, agreement: Any, *, command: str, scheduler: bool) -> list[str]:
     """What `serve` and `worker` log as they start: what this process will do, and with what."""
-    from bot.scheduler import TICK_SECONDS
+    from bot.worker.scheduler import TICK_SECONDS
 
     token = settings.slabot_intake_token
     return [

@@ -8,10 +8,10 @@ from typing import Any
 
 from fastapi import Request
 
-from bot.delivery import OutboxWorker, Transport
 from bot.intake import IntakeBatcher
 from bot.settings import Settings
 from bot.telemetry import Telemetry
+from bot.worker.delivery import OutboxWorker, Transport
 from commands.context import Context
 from sla.agreement import Agreement, load_agreement
 from sla.clock import Clock, SystemClock

@@ -22,7 +22,16 @@ from sla.lifecycle import Refused, State
 from sla.qualification import Decision, qualify, route_team
 from storage.db import IntegrityError, Session
 from storage.experiments import take_place
-from storage.leads import add_event, event_batch, find_duplicate, insert_lead, insert_leads, iso, known_identities
+from storage.leads import (
+    add_event,
+    event_batch,
+    find_duplicate,
+    insert_lead,
+    insert_leads,
+    iso,
+    known_identities,
+    new_lead,
+)
 from storage.receipts import record_receipt
 from storage.tables import Lead
 
@@ -258,7 +267,7 @@ def _build(session: Session, ctx: Context, lead_in: LeadIn, idempotency_key: str
     experiment = _experiment(session, ctx, lead_in, decision, now)
     to_sales = decision.workable or experiment is not None
     payload = _body(lead_in)
-    lead = Lead(
+    lead = new_lead(
         external_id=lead_in.external_id, idempotency_key=idempotency_key, fingerprint=body_fingerprint(payload),
         agreement_version=ctx.agreement.version, email=lead_in.email, name=lead_in.display_name,
         title=lead_in.title, company=lead_in.company, employees=lead_in.employees,

@@ -11,6 +11,8 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from pydantic_core import PydanticUndefined
+from sqlalchemy.orm import instrumentation
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, col, select
 
@@ -26,6 +28,35 @@ _INSERT_LEADS = _LEAD_TABLE.insert().returning(_LEAD_TABLE.c.id, sort_by_paramet
 _LEAD_COLUMNS = [c.name for c in _LEAD_TABLE.columns if c.name != "id"]
 #: Where `event_batch` collects the events of a session until it writes them in one executemany.
 _EVENT_BUFFER = "slabot.event_buffer"
+
+
+_LEAD_MANAGER = instrumentation.manager_of_class(Lead)
+
+
+def _defaults() -> list[tuple[str, Any, Any]]:
+    """(field, default, default factory) of each field of Lead."""
+    return [(name, None if field.default is PydanticUndefined else field.default, field.default_factory)
+            for name, field in Lead.model_fields.items()]
+
+
+_LEAD_DEFAULTS = _defaults()
+
+
+def new_lead(**values: Any) -> Lead:
+    """A new (transient) Lead with these values and the model's defaults for the rest, built the way
+    the ORM builds a row it loads: `Lead(...)` runs SQLModel's per-field __init__, about 25 times
+    slower, and intake builds hundreds a second. Values are taken as given (intake validated them)."""
+    lead: Lead = _LEAD_MANAGER.new_instance()
+    attributes = lead.__dict__
+    for name, default, factory in _LEAD_DEFAULTS:
+        if name in values:
+            attributes[name] = values[name]
+        elif factory is not None:
+            attributes[name] = factory()
+        else:
+            attributes[name] = default
+    object.__setattr__(lead, "__pydantic_fields_set__", set(values))
+    return lead
 
 
 def insert_lead(session: Session, *, lead: Lead) -> int:

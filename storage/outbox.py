@@ -82,7 +82,7 @@ def claim_batch(session: Session, *, worker: str, now: datetime, per_lane: int |
     held by one worker at a time through its lease row in `outbox_lane`, so only that worker sends
     to it and the platform's per-channel rate is never doubled. Rows of a lane are taken only by
     its holder; rows still `sending` under a lapsed lease (a dead worker) are taken again, and the
-    sender then looks for the earlier post before posting (bot.delivery). `skip_lanes`: lanes the
+    sender then looks for the earlier post before posting (bot.worker.delivery). `skip_lanes`: lanes the
     caller still has enough rows of.
     """
     dialect = session.get_bind().dialect.name

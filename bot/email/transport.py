@@ -4,7 +4,7 @@ smtplib (the standard library) in a worker thread rather than an async client li
 is one message per recipient per day, so a thread per send costs nothing, and the standard library
 already does STARTTLS, implicit TLS and AUTH with no new runtime dependency.
 
-Failures map onto the outbox's retry rules (bot.delivery): a 4xx reply or a connection problem
+Failures map onto the outbox's retry rules (bot.worker.delivery): a 4xx reply or a connection problem
 is retried with backoff; a 5xx reply (recipient or sender refused, authentication failed) and a
 certificate that does not verify are permanent, so the row is parked as dead after a few tries.
 Error texts never carry an address (servers quote them in their replies). SMTP cannot tell
@@ -25,9 +25,9 @@ from typing import Any
 import anyio
 
 from bot.cards import Card
-from bot.delivery import Posted, TransportError
 from bot.email.render import digest_email
 from bot.email.smtp_url import SmtpServer, parse_smtp_url
+from bot.worker.delivery import Posted, TransportError
 
 __all__ = ["EmailTransport"]
 
@@ -52,7 +52,7 @@ def _reply(code: int, text: bytes | str) -> TransportError:
 
 
 class EmailTransport:
-    """One SMTP server, as bot.delivery's Transport. `ssl_context` defaults to the system's trusted
+    """One SMTP server, as bot.worker.delivery's Transport. `ssl_context` defaults to the system's trusted
     certificates with verification on; tests inject one that trusts their own certificate."""
 
     platform = PLATFORM

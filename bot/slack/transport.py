@@ -26,8 +26,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from bot.cards import Card
-from bot.delivery import Posted, TransportError
 from bot.slack.render import card_blocks, card_text, clip, digest_message, escape
+from bot.worker.delivery import Posted, TransportError
 
 log = logging.getLogger("slabot.slack")
 
@@ -110,7 +110,7 @@ def _outbox_metadata(outbox_id: int, **extra: Any) -> dict[str, Any]:
 
 
 class SlackTransport:
-    """`bot.delivery.Transport` for Slack."""
+    """`bot.worker.delivery.Transport` for Slack."""
 
     platform = "slack"
 

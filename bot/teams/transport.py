@@ -30,10 +30,10 @@ from microsoft_agents.activity import (
 from microsoft_agents.hosting.core.connector.teams import TeamsConnectorClient
 
 from bot.cards import Card
-from bot.delivery import Posted, TransportError
 from bot.teams import store
 from bot.teams.auth import TeamsAuth, allow_long_conversation_ids
 from bot.teams.render import render_card, render_digest, reply_text
+from bot.worker.delivery import Posted, TransportError
 from commands.context import Context
 
 log = logging.getLogger("slabot.teams")
@@ -90,7 +90,7 @@ def error_for_status(what: str, status: int, headers: Mapping[str, str] | None) 
 
 
 class TeamsTransport:
-    """bot.delivery.Transport for Microsoft Teams."""
+    """bot.worker.delivery.Transport for Microsoft Teams."""
 
     platform = "teams"
 

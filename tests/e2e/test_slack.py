@@ -22,10 +22,10 @@ from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from sqlmodel import col, select
 
 from bot.app import create_app
-from bot.delivery import OutboxWorker, Posted
 from bot.services import Services, build_services
 from bot.slack.app import SlackIntegration
 from bot.slack.transport import OUTBOX_EVENT, SlackTransport
+from bot.worker.delivery import OutboxWorker, Posted
 from commands.registry import COMMANDS
 from manifests.slack import slack_manifest
 from sla.agreement import Agreement
@@ -584,7 +584,7 @@ async def test_people_known_only_by_email_get_their_direct_messages(services: Se
                                                                     agreement: Agreement) -> None:
     """The contract matches people by `slack:` id, else by e-mail: a nudge to a manager the agreement
     names only by e-mail reaches them through users.lookupByEmail (looked up once)."""
-    from bot.delivery import TransportError
+    from bot.worker.delivery import TransportError
     from commands.context import dm_target
 
     create_app(services)
@@ -608,7 +608,7 @@ async def test_people_known_only_by_email_get_their_direct_messages(services: Se
                                                   ("is_archived", True), ("internal_error", False)])
 async def test_transport_maps_slack_errors(services: Services, fake: FakeSlack, error: str,
                                            permanent: bool) -> None:
-    from bot.delivery import TransportError
+    from bot.worker.delivery import TransportError
 
     create_app(services)
     transport = services.transports["slack"]

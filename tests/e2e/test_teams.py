@@ -18,10 +18,10 @@ from microsoft_agents.hosting.core import JwtTokenValidator
 from sqlmodel import select
 
 from bot.app import create_app
-from bot.delivery import DeliveryReport, OutboxWorker
 from bot.services import Services, build_services
 from bot.teams.auth import LoopbackAllowingValidator
 from bot.teams.render import card_verbs, iter_nodes
+from bot.worker.delivery import DeliveryReport, OutboxWorker
 from sla.agreement import Agreement, load_agreement
 from sla.clock import FixedClock
 from storage.db import Database

@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlmodel import col, select
 
-from bot.delivery import OutboxWorker, Posted
+from bot.worker.delivery import OutboxWorker, Posted
 from commands.context import Context
 from storage.db import Database
 from storage.outbox import enqueue

@@ -34,12 +34,12 @@ from sqlmodel import col, select
 
 from bot.app import create_app
 from bot.console import ConsoleTransport
-from bot.delivery import PERMANENT_ATTEMPTS
 from bot.email.smtp_url import parse_smtp_url
 from bot.email.transport import EmailTransport
-from bot.engine import tick
 from bot.services import Services, build_services
 from bot.settings import email_problem
+from bot.worker.delivery import PERMANENT_ATTEMPTS
+from bot.worker.tick import tick
 from sla.agreement import Agreement, AgreementError, parse_agreement
 from sla.clock import FixedClock, as_utc
 from storage.db import Database

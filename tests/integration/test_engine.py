@@ -15,10 +15,10 @@ import sqlalchemy as sa
 from sqlmodel import col, select
 
 from bot.cards import Card
-from bot.delivery import Posted
-from bot.engine import TickReport, tick
-from bot.scheduler import TICK_JOB_ID, serve_worker, start_scheduler
 from bot.services import Services, build_services
+from bot.worker.delivery import Posted
+from bot.worker.scheduler import TICK_JOB_ID, serve_worker, start_scheduler
+from bot.worker.tick import TickReport, tick
 from commands.actions import ActionRequest, perform
 from commands.context import Actor, Context
 from commands.intake import handoff

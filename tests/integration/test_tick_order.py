@@ -4,9 +4,9 @@ as in the scheduled tick."""
 
 from __future__ import annotations
 
-from bot.delivery import OutboxWorker
-from bot.engine import tick
 from bot.services import Services, build_services
+from bot.worker.delivery import OutboxWorker
+from bot.worker.tick import tick
 from sla.agreement import Agreement
 from sla.clock import FixedClock
 from storage.db import Database

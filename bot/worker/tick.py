@@ -14,8 +14,8 @@ from datetime import datetime
 
 import anyio
 
-from bot.delivery import DeliveryReport, OutboxWorker
 from bot.services import Services
+from bot.worker.delivery import DeliveryReport, OutboxWorker
 from commands.digest import queue_due_digests
 from commands.sweep import SweepReport, sweep
 from sla.clock import as_utc

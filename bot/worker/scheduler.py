@@ -20,8 +20,8 @@ from datetime import UTC, datetime
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from bot.engine import tick
 from bot.services import Services
+from bot.worker.tick import tick
 
 __all__ = ["SHUTDOWN_GRACE_SECONDS", "TICK_JOB_ID", "TICK_SECONDS", "run_worker", "serve_worker", "start_scheduler"]
 
