@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from bot.cards import Button, Card, Fact, Mention, Option
 from commands import labels
 from commands.context import Context
+from commands.labels import local_time
 from sla.lifecycle import Action, State, allowed_actions
 from storage.tables import Lead
 
@@ -16,13 +15,6 @@ _LABELS = {
     Action.QUALIFY: ("Opportunity", "primary"), Action.DISQUALIFY: ("Disqualify", "danger"),
     Action.RECYCLE: ("Back to nurture", None), Action.REASSIGN: ("Reassign", None),
 }
-
-
-def local_time(ctx: Context, at: datetime | None) -> str:
-    if at is None:
-        return "n/a"
-    local = ctx.calendar.local(at)
-    return f"{local:%a %b} {local.day}, {local:%H:%M} {local.tzname()}"
 
 
 def money(ctx: Context, amount: float | None) -> str:

@@ -14,7 +14,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from commands.context import Context
 
 __all__ = [
     "activity", "bant_fact", "bant_summary", "business_time", "count_of", "disqualify_reason", "duration",
@@ -405,3 +409,11 @@ def below_baseline(segments: Sequence[Any], baseline: Any, limit: int = 3) -> st
     rest = len(segments) - len(named)
     more = f" and {rest} more" if rest > 0 else ""
     return f"Below cold calling's {percent(baseline)}: {'; '.join(named)}{more}"
+
+
+def local_time(ctx: Context, at: datetime | None) -> str:
+    """An instant in the agreement's time zone, as people read it: "Tue Nov 24, 09:30 EST" ("n/a": none)."""
+    if at is None:
+        return "n/a"
+    local = ctx.calendar.local(at)
+    return f"{local:%a %b} {local.day}, {local:%H:%M} {local.tzname()}"

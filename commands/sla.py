@@ -24,6 +24,7 @@ from commands import labels
 from commands.actions import set_away
 from commands.context import Actor, Context
 from commands.digest import build_digest
+from commands.labels import local_time
 from commands.plan import plan_command
 from commands.registry import COMMANDS, help_lines
 from sla.lifecycle import State
@@ -104,13 +105,6 @@ def is_known(actor: Actor) -> bool:
 
 
 # --- formatting ----------------------------------------------------------------------------
-
-
-def local_time(ctx: Context, at: datetime | None) -> str:
-    if at is None:
-        return "n/a"
-    local = ctx.calendar.local(at)
-    return f"{local:%a %b} {local.day}, {local:%H:%M} {local.tzname()}"
 
 
 def percent(value: Any) -> str:

@@ -21,13 +21,14 @@ from bot.cards import ActionPayload
 from bot.desk import charts
 from bot.desk import session as sessions
 from bot.desk.session import DeskConfig, DeskSession
-from bot.presenters import lead_card, local_time
+from bot.presenters import lead_card
 from bot.services import Services
 from commands import desk as people
 from commands import labels
 from commands.actions import ActionRequest, perform
 from commands.context import Actor
 from commands.digest import digest_chart
+from commands.labels import local_time
 from sla.agreement import AgreementError, load_agreement
 from sla.lifecycle import Action, State
 from storage import desk as queries
