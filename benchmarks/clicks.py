@@ -35,7 +35,7 @@ import aiohttp
 
 from benchmarks.common import EXAMPLE_AGREEMENT, EXAMPLE_LEAD, Row, percentile, serve
 from benchmarks.memory import APP_ID, SIGNING_SECRET, TEAM_ID, OtherLoad, cpu_seconds, server_pid, signed
-from bot.presenters import lead_card
+from bot.presentation.presenters import lead_card
 from bot.slack.render import card_blocks, card_text
 from commands.context import Context
 from sla.agreement import Agreement, load_agreement

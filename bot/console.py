@@ -8,7 +8,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TextIO
 
-from bot.cards import Card
+from bot.presentation.cards import Card
 from bot.worker.delivery import Posted
 from commands.context import Context
 

@@ -22,9 +22,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
-from bot.cards import ActionPayload, Button
 from bot.console import ConsoleTransport, digest_lines
-from bot.presenters import lead_card, money
+from bot.presentation.cards import ActionPayload, Button
+from bot.presentation.presenters import lead_card, money
 from bot.services import Services, build_services
 from bot.settings import Settings
 from bot.worker.delivery import Posted

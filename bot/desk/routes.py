@@ -17,11 +17,11 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response, StreamingResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from bot.cards import ActionPayload
 from bot.desk import charts
 from bot.desk import session as sessions
 from bot.desk.session import DeskConfig, DeskSession
-from bot.presenters import lead_card
+from bot.presentation.cards import ActionPayload
+from bot.presentation.presenters import lead_card
 from bot.services import Services
 from commands import desk as people
 from commands import labels

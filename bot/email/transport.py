@@ -24,9 +24,9 @@ from typing import Any
 
 import anyio
 
-from bot.cards import Card
 from bot.email.render import digest_email
 from bot.email.smtp_url import SmtpServer, parse_smtp_url
+from bot.presentation.cards import Card
 from bot.worker.delivery import Posted, TransportError
 
 __all__ = ["EmailTransport"]

@@ -25,7 +25,7 @@ from slack_bolt.response import BoltResponse
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.cards import ACTION_PREFIX, ActionPayload
+from bot.presentation.cards import ACTION_PREFIX, ActionPayload
 from bot.services import Services
 from bot.slack.render import (
     AMOUNT_ACTION,
@@ -53,7 +53,7 @@ PLATFORM = "slack"
 COMMAND_PREFIX = "/sla "
 #: How long "Slack reported no e-mail for this user" is believed before asking again.
 LOOKUP_TTL = timedelta(days=1)
-#: Every lead button and select (`lead.claim`, `lead.disqualify`, ...; see bot.cards).
+#: Every lead button and select (`lead.claim`, `lead.disqualify`, ...; see bot.presentation.cards).
 _LEAD_ACTION = re.compile("^" + re.escape(ACTION_PREFIX))
 
 

@@ -30,7 +30,7 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from bot.cards import Button, Card, Mention
+from bot.presentation.cards import Button, Card, Mention
 from commands.sla import CommandReply
 from sla.lifecycle import Action
 

@@ -25,7 +25,7 @@ from slack_sdk.http_retry.state import RetryState
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
-from bot.cards import Card
+from bot.presentation.cards import Card
 from bot.slack.render import card_blocks, card_text, clip, digest_message, escape
 from bot.worker.delivery import Posted, TransportError
 

@@ -43,8 +43,8 @@ from microsoft_agents.hosting.core.connector.teams import TeamsConnectorClient
 from microsoft_agents.hosting.fastapi import CloudAdapter, jwt_authorization_decorator
 from pydantic import ValidationError
 
-from bot.cards import ACTION_PREFIX, ActionPayload
-from bot.presenters import lead_card
+from bot.presentation.cards import ACTION_PREFIX, ActionPayload
+from bot.presentation.presenters import lead_card
 from bot.services import Services
 from bot.teams import store
 from bot.teams.auth import TeamsAuth, build_auth

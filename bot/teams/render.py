@@ -17,7 +17,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
-from bot.cards import Button, Card, Mention
+from bot.presentation.cards import Button, Card, Mention
 from sla.lifecycle import Action
 
 CARD_VERSION = "1.5"

@@ -29,7 +29,7 @@ from microsoft_agents.activity import (
 )
 from microsoft_agents.hosting.core.connector.teams import TeamsConnectorClient
 
-from bot.cards import Card
+from bot.presentation.cards import Card
 from bot.teams import store
 from bot.teams.auth import TeamsAuth, allow_long_conversation_ids
 from bot.teams.render import render_card, render_digest, reply_text

@@ -27,8 +27,8 @@ from typing import Any, Protocol
 
 import anyio
 
-from bot.cards import Card
-from bot.presenters import lead_card
+from bot.presentation.cards import Card
+from bot.presentation.presenters import lead_card
 from commands.context import Context
 from storage.outbox import (
     LEASE,

@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import col, select
 
-from bot.cards import Card
+from bot.presentation.cards import Card
 from bot.services import Services, build_services
 from bot.worker.delivery import Posted
 from bot.worker.scheduler import TICK_JOB_ID, serve_worker, start_scheduler

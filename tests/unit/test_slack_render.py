@@ -10,8 +10,8 @@ import pytest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
-from bot.cards import ActionPayload, Button, Card, Fact, Mention, Option
-from bot.presenters import lead_card
+from bot.presentation.cards import ActionPayload, Button, Card, Fact, Mention, Option
+from bot.presentation.presenters import lead_card
 from bot.slack import render
 from bot.slack.transport import api_error
 from commands.actions import ActionRequest, perform

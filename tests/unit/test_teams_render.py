@@ -13,8 +13,8 @@ from typing import Any
 import jsonschema  # type: ignore[import-untyped]
 import pytest
 
-from bot.cards import ActionPayload, Button, Card, Fact, Mention, Option
-from bot.presenters import lead_card
+from bot.presentation.cards import ActionPayload, Button, Card, Fact, Mention, Option
+from bot.presentation.presenters import lead_card
 from bot.teams.render import (
     MAX_CARD_BYTES,
     card_mentions,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.cards import Button, Card, Fact, Mention, Option
+from bot.presentation.cards import Button, Card, Fact, Mention, Option
 from commands import labels
 from commands.context import Context
 from commands.labels import local_time
