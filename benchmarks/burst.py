@@ -43,7 +43,7 @@ from sqlmodel import col
 
 from benchmarks.common import EXAMPLE_AGREEMENT, EXAMPLE_LEAD, ROOT, Row
 from benchmarks.memory import OtherLoad
-from bot.app import create_app
+from bot.http.app import create_app
 from bot.services import build_services
 from bot.settings import Settings
 from bot.worker.delivery import DeliveryReport, OutboxWorker

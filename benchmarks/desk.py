@@ -25,7 +25,7 @@ from sqlmodel import col, select
 from benchmarks.common import EXAMPLE_AGREEMENT, Row
 from benchmarks.history import END, history_db, url
 from benchmarks.memory import OtherLoad
-from bot.app import create_app
+from bot.http.app import create_app
 from bot.services import build_services
 from bot.settings import Settings
 from commands import desk

@@ -236,7 +236,7 @@ def serve(host: str, port: int, no_scheduler: bool, workers: int) -> None:
     _port_free(host, port)
     log_startup_summary(settings, services.ctx.agreement, command="serve", scheduler=not no_scheduler)
     os.environ["SLABOT_RUN_SCHEDULER"] = "0" if no_scheduler else "1"
-    uvicorn.run("bot.app:app_from_environment", factory=True, host=host, port=port, workers=workers,
+    uvicorn.run("bot.http.app:app_from_environment", factory=True, host=host, port=port, workers=workers,
                 log_level=settings.slabot_log_level.lower(), access_log=False,
                 log_config=uvicorn_log_config(level=settings.slabot_log_level))
 
@@ -244,7 +244,7 @@ def serve(host: str, port: int, no_scheduler: bool, workers: int) -> None:
 @main.command()
 def worker() -> None:
     """Run only the scheduler and outbox worker (for several web replicas)."""
-    from bot.app import create_app
+    from bot.http.app import create_app
     from bot.logs import log_startup_summary
     from bot.worker.scheduler import run_worker
 
@@ -278,7 +278,7 @@ def check(agreement: str | None) -> None:
 @click.option("--now", "now_text", metavar="ISO8601", help="Run as of this instant (default: now).")
 def tick(now_text: str | None) -> None:
     """Run every due job once: outbox delivery, nudges, escalations, digests."""
-    from bot.app import create_app
+    from bot.http.app import create_app
     from bot.worker.tick import tick as run_tick
 
     now = _instant(now_text)
@@ -305,7 +305,7 @@ def digest(now_text: str | None, send: bool) -> None:
         for line in lines:
             click.echo(f"  {line}")
     if send:
-        from bot.app import create_app
+        from bot.http.app import create_app
         from bot.settings import email_problem
         from bot.worker.tick import send_digests_now
 

@@ -878,7 +878,7 @@ def run_demo(*, speed: float = 120.0, minutes: float = 0.0, seed: int = 7, out: 
 def _run_demo(*, speed: float, minutes: float, seed: int, out: TextIO | None, db_path: Path | None,
               start: datetime | None, simulated_hours: float | None, replay: bool, realtime: bool,
               stop: threading.Event, desk_port: int | None = None) -> DemoSummary:
-    from bot.app import create_app
+    from bot.http.app import create_app
 
     screen = out or sys.stdout
     began = real_time.monotonic()

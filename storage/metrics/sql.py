@@ -83,7 +83,9 @@ def _required_attempts(agreement: Agreement) -> ColumnElement[Any]:
 
 
 def _count_if(condition: ColumnElement[bool]) -> ColumnElement[Any]:
-    return _sum(sa.case((condition, 1), else_=0))
+    """Rows where `condition` is true (0 when none): ``count(*) FILTER (WHERE ...)``, which SQLite
+    (3.30+) and PostgreSQL both run without a CASE and an addition per row."""
+    return sa.func.count().filter(condition)
 
 
 def _sum(expression: ColumnElement[Any]) -> ColumnElement[Any]:

@@ -17,8 +17,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from bot import apidocs, hubspot
-from bot.apidocs import errors, json_body
+from bot import hubspot
+from bot.http import apidocs
+from bot.http.apidocs import errors, json_body
 from bot.services import Services
 from commands.actions import record_outcome
 from commands.intake import Handoff, handoff_many, lead_summary
