@@ -8,9 +8,9 @@ from typing import Any
 
 from fastapi import Request
 
-from bot.intake import IntakeBatcher
+from bot.http.intake import IntakeBatcher
+from bot.http.telemetry import Telemetry
 from bot.settings import Settings
-from bot.telemetry import Telemetry
 from bot.worker.delivery import OutboxWorker, Transport
 from commands.context import Context
 from sla.agreement import Agreement, load_agreement

@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 import uvicorn
 
-from bot.app import create_app
+from bot.http.app import create_app
 from bot.services import Services, build_services
 from bot.settings import Settings
 from commands.context import Context

@@ -38,7 +38,7 @@ errors, and nothing is stored.
 """
 
 #: The bearer token of the intake routes, as OpenAPI and the Authorize button of /docs see it.
-#: `bot.api.require_token` checks it; this scheme never refuses anything itself.
+#: `bot.http.api.require_token` checks it; this scheme never refuses anything itself.
 bearer = HTTPBearer(auto_error=False, scheme_name="IntakeToken",
                     description="The value of SLABOT_INTAKE_TOKEN (`Authorization: Bearer <token>`).")
 

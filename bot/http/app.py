@@ -10,7 +10,8 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
-from bot import api, desk
+from bot import desk
+from bot.http import api
 from bot.services import Services
 
 log = logging.getLogger("slabot")
@@ -49,7 +50,7 @@ def create_app(services: Services, *, run_worker: bool = False, run_scheduler: b
             for hook in app.state.shutdown_hooks:
                 await hook()
 
-    # /docs and /redoc are served by bot.apidocs from local files (FastAPI's own pages use a CDN).
+    # /docs and /redoc are served by bot.http.apidocs from local files (FastAPI's own pages use a CDN).
     app = FastAPI(title="slabot", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.services = services
     app.state.startup_hooks = []

@@ -19,7 +19,7 @@ from slack_bolt.logger.messages import warning_client_prioritized_and_token_skip
 from slack_sdk.signature import SignatureVerifier
 from starlette.types import Message
 
-from bot.api import read_body
+from bot.http.api import read_body
 from bot.services import Services
 from bot.slack.inbound import malformed
 from bot.slack.listeners import SlackListeners

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qsl
 
-from bot.api import JSONRefused, load_json
+from bot.http.api import JSONRefused, load_json
 
 #: Interactive payload types whose listeners read `user.id`.
 _USER_PAYLOADS = {"block_actions", "block_suggestion", "view_submission", "view_closed", "shortcut",

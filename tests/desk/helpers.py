@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.app import create_app
+from bot.http.app import create_app
 from bot.services import Services, build_services
 from commands import desk
 from sla.agreement import Agreement

@@ -29,7 +29,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
-from bot.app import create_app
+from bot.http.app import create_app
 from bot.services import Services
 from bot.slack.transport import SlackTransport
 from commands import desk

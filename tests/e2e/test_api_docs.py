@@ -13,7 +13,7 @@ import jsonschema  # type: ignore[import-untyped]
 import pytest
 from fastapi import FastAPI
 
-from bot.app import create_app
+from bot.http.app import create_app
 from bot.services import Services
 from sla.lead import LeadIn
 from tests.conftest import EXAMPLE_LEAD, INTAKE_TOKEN, LiveServer

@@ -23,8 +23,8 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import SQLModel
 
-from bot.api import hubspot_signature
-from bot.app import create_app
+from bot.http.api import hubspot_signature
+from bot.http.app import create_app
 from bot.services import Services, build_services
 from sla.agreement import Agreement
 from sla.clock import FixedClock

@@ -10,8 +10,8 @@ import httpx
 import pytest
 from sqlmodel import select
 
-from bot.api import hubspot_signature
-from bot.app import create_app
+from bot.http.api import hubspot_signature
+from bot.http.app import create_app
 from bot.services import Services, build_services
 from storage.db import Database
 from storage.tables import Lead

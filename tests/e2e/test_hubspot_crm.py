@@ -16,8 +16,8 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from sqlmodel import select
 
-from bot.api import hubspot_signature
-from bot.app import create_app
+from bot.http.api import hubspot_signature
+from bot.http.app import create_app
 from bot.hubspot import BUDGET_SECONDS, HubSpotClient, RateWindow, sync_for
 from bot.services import Services, build_services
 from sla.agreement import Agreement, AgreementError, parse_agreement

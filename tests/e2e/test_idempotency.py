@@ -21,8 +21,8 @@ import pytest
 from sqlmodel import col, select
 
 import commands.intake
-from bot.api import hubspot_signature
-from bot.app import create_app
+from bot.http.api import hubspot_signature
+from bot.http.app import create_app
 from bot.services import Services, build_services
 from sla.agreement import Agreement
 from sla.clock import FixedClock

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from sqlmodel import select
 
-from bot.app import create_app
+from bot.http.app import create_app
 from bot.services import Services, build_services
 from storage.tables import Lead, LeadEvent, OutboxMessage
 from tests.conftest import EXAMPLE_LEAD, INTAKE_TOKEN, LiveServer, make_settings

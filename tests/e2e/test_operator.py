@@ -24,7 +24,7 @@ import httpx
 import pytest
 from sqlmodel import col, select
 
-from bot.app import create_app
+from bot.http.app import create_app
 from bot.logs import configure_logging, safe_database_url
 from bot.services import build_services
 from bot.settings import start_problems

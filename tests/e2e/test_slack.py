@@ -21,7 +21,7 @@ from referencing import Registry, Resource
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from sqlmodel import col, select
 
-from bot.app import create_app
+from bot.http.app import create_app
 from bot.services import Services, build_services
 from bot.slack.app import SlackIntegration
 from bot.slack.transport import OUTBOX_EVENT, SlackTransport

@@ -17,7 +17,7 @@ from microsoft_agents.authentication.msal import MsalAuth
 from microsoft_agents.hosting.core import JwtTokenValidator
 from sqlmodel import select
 
-from bot.app import create_app
+from bot.http.app import create_app
 from bot.services import Services, build_services
 from bot.teams.auth import LoopbackAllowingValidator
 from bot.teams.render import card_verbs, iter_nodes

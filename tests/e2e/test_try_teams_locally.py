@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.app import create_app
+from bot.http.app import create_app
 from bot.settings import Settings
 from sla.agreement import Agreement
 from sla.clock import FixedClock

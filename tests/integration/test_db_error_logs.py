@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
-from bot.app import create_app
+from bot.http.app import create_app
 from bot.services import build_services
 from sla.agreement import Agreement
 from sla.clock import FixedClock

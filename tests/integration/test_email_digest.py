@@ -32,10 +32,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from sqlmodel import col, select
 
-from bot.app import create_app
 from bot.console import ConsoleTransport
 from bot.email.smtp_url import parse_smtp_url
 from bot.email.transport import EmailTransport
+from bot.http.app import create_app
 from bot.services import Services, build_services
 from bot.settings import email_problem
 from bot.worker.delivery import PERMANENT_ATTEMPTS
