@@ -223,8 +223,6 @@ def main(debug: bool) -> None:
               help="Web worker processes. Safe with any number: every job is claimed in the database.")
 def serve(host: str, port: int, no_scheduler: bool, workers: int) -> None:
     """Run the web service (HTTP API, Slack, Teams) and, unless told not to, the scheduler."""
-    import os
-
     import uvicorn
 
     from bot.logs import log_startup_summary, uvicorn_log_config
@@ -235,8 +233,9 @@ def serve(host: str, port: int, no_scheduler: bool, workers: int) -> None:
     _refuse_email_without_smtp("serve", settings, services)
     _port_free(host, port)
     log_startup_summary(settings, services.ctx.agreement, command="serve", scheduler=not no_scheduler)
-    os.environ["SLABOT_RUN_SCHEDULER"] = "0" if no_scheduler else "1"
-    uvicorn.run("bot.http.app:app_from_environment", factory=True, host=host, port=port, workers=workers,
+    # uvicorn imports the factory in each `--workers` process: the flag picks which one.
+    factory = "web_app_from_environment" if no_scheduler else "app_from_environment"
+    uvicorn.run(f"bot.http.app:{factory}", factory=True, host=host, port=port, workers=workers,
                 log_level=settings.slabot_log_level.lower(), access_log=False,
                 log_config=uvicorn_log_config(level=settings.slabot_log_level))
 
@@ -244,15 +243,15 @@ def serve(host: str, port: int, no_scheduler: bool, workers: int) -> None:
 @main.command()
 def worker() -> None:
     """Run only the scheduler and outbox worker (for several web replicas)."""
-    from bot.http.app import create_app
     from bot.logs import log_startup_summary
     from bot.worker.scheduler import run_worker
+    from bot.worker.transports import build_transports
 
     settings = _start("worker")
     services = _services(settings=settings)
     _refuse_email_without_smtp("worker", settings, services)
     log_startup_summary(settings, services.ctx.agreement, command="worker", scheduler=True)
-    create_app(services)   # builds the chat transports
+    build_transports(services)   # the chat transports, without a web app
     run_worker(services)
 
 
@@ -278,12 +277,12 @@ def check(agreement: str | None) -> None:
 @click.option("--now", "now_text", metavar="ISO8601", help="Run as of this instant (default: now).")
 def tick(now_text: str | None) -> None:
     """Run every due job once: outbox delivery, nudges, escalations, digests."""
-    from bot.http.app import create_app
     from bot.worker.tick import tick as run_tick
+    from bot.worker.transports import build_transports
 
     now = _instant(now_text)
     services = _services(now=now)
-    create_app(services)
+    build_transports(services)
     report = asyncio.run(run_tick(services, now=now))
     for line in report.lines():
         click.echo(line)
@@ -305,9 +304,9 @@ def digest(now_text: str | None, send: bool) -> None:
         for line in lines:
             click.echo(f"  {line}")
     if send:
-        from bot.http.app import create_app
         from bot.settings import email_problem
         from bot.worker.tick import send_digests_now
+        from bot.worker.transports import build_transports
 
         problem = email_problem(services.settings, services.ctx.agreement)
         if problem:
@@ -317,7 +316,7 @@ def digest(now_text: str | None, send: bool) -> None:
         if not services.ctx.platforms and not by_email:
             raise Refusal("no chat platform is configured, so nothing was sent or recorded: set SLACK_BOT_TOKEN "
                           "and SLACK_SIGNING_SECRET, or TEAMS_APP_ID and TEAMS_APP_PASSWORD")
-        create_app(services)
+        build_transports(services)
         queued = asyncio.run(send_digests_now(services, now=services.ctx.now()))
         click.echo(f"\nsent to {len(queued)} recipient(s)" if queued else "\nalready sent today")
 

@@ -18,7 +18,7 @@ from storage.metrics.marketing import _handoff_groups, _HandoffGroup
 from storage.metrics.model import BelowBaseline, ClosedLoop, FirstTouchSide, FirstTouchSplit, Segment
 from storage.metrics.period import Period, Scope, parse_scope, period_of
 from storage.metrics.sales import _cohort, _CohortCounts
-from storage.metrics.sql import _count_if, _met, _run, _sum, _touched, _unindexed, _utc, _workable
+from storage.metrics.sql import _count_if, _met, _run, _sum_if, _touched, _unindexed, _utc, _workable
 from storage.tables import Lead
 
 
@@ -40,7 +40,7 @@ def closed_loop(session: Session, *, agreement: Agreement, calendar: BusinessCal
     period = period_of(calendar, as_of)
     begin = period.start if start is None else _utc(start)
     as_of = period.as_of
-    groups = _handoff_groups(session, begin, as_of, where)
+    groups, _ = _handoff_groups(session, begin, as_of, where)
     span = Period(start=begin, end=period.end, as_of=as_of, business_elapsed=period.business_elapsed,
                   business_total=period.business_total)
     met = _met(as_of)
@@ -72,8 +72,7 @@ def _first_touch_pipeline(session: Session, period: Period, scope: Scope) -> tup
     met = _met(as_of)
     amount = sa.func.coalesce(col(Lead.opportunity_amount), 0.0)
     row = _run(session,
-        sa.select(_sum(sa.case((met, amount), else_=0.0)).label("met"),
-                  _sum(sa.case((met, 0.0), else_=amount)).label("missed"))
+        sa.select(_sum_if(met, amount).label("met"), _sum_if(sa.not_(met), amount).label("missed"))
         .where(col(Lead.opportunity_at) >= period.start, col(Lead.opportunity_at) <= as_of,
                _workable(), routed >= period.start, routed <= as_of,
                sa.or_(col(Lead.sla_due) < as_of, _touched(as_of)), *scope.where(driven_by="day"))

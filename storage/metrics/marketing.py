@@ -1,5 +1,5 @@
 """Marketing's numbers: one grouped scan of the month's handed-off leads (`_handoff_groups`), which
-the closed loop and the rejected leads fold too."""
+the closed loop folds too."""
 
 from __future__ import annotations
 
@@ -14,19 +14,26 @@ from sla.agreement import Agreement
 from sla.metrics import DURATION_DIGITS, FRACTION_DIGITS, money, pace, projection, ratio
 from storage.metrics.model import Marketing, Mix
 from storage.metrics.period import Period, Scope
-from storage.metrics.sql import UNKNOWN, _add, _count_if, _handed_off_between, _run, _sorted_counts, _sum, _workable
+from storage.metrics.sql import (
+    UNKNOWN,
+    _add,
+    _count_if,
+    _handed_off_between,
+    _run,
+    _sorted_counts,
+    _sum_if,
+    _unindexed,
+    _workable,
+)
 from storage.tables import Lead
 
 
 @dataclass(frozen=True)
 class _HandoffGroup:
-    """The counts of one (source, offer, owner, rejection reason) group of handed-off leads."""
+    """The counts of one (source, offer) group of handed-off leads."""
 
     source: str | None
     offer: str | None
-    owner: str | None
-    #: The reason Sales disqualified these leads by `as_of` (None: not rejected by then).
-    rejected: str | None
     leads: int
     workable: int
     value: float                 # over workable leads
@@ -37,43 +44,61 @@ class _HandoffGroup:
     bookings: float
 
 
-def _handoff_groups(session: Session, start: datetime, as_of: datetime, scope: Scope) -> list[_HandoffGroup]:
-    """The leads handed off in ``[start, as_of]``, counted per (source, offer, owner, rejection
-    reason by `as_of`): one scan of the covering index `ix_lead_handoff_metrics`, a few hundred
-    groups at most, folded by `_marketing`, `_closed_loop_of` and `_rejected_of`."""
+def _handoff_groups(session: Session, start: datetime, as_of: datetime,
+                    scope: Scope) -> tuple[list[_HandoffGroup], dict[str, int]]:
+    """The leads handed off in ``[start, as_of]``, counted per (source, offer): one scan of the
+    covering index `ix_lead_handoff_metrics`, a few groups, folded by `_marketing` and
+    `_closed_loop_of`. The workable leads per owner come with them: the scope's reps as one count
+    each in the same scan (grouping by owner too made SQLite's sort of the month's rows twice as
+    dear), the rare other owners (none, or one no longer listed) in a second, filtered query.
+    The rejected leads have their own query (`rejected._rejected_counts`)."""
     workable = _workable()
     opportunity = col(Lead.opportunity_at) <= as_of
     workable_opportunity = sa.and_(workable, opportunity)
     won = col(Lead.won_at) <= as_of
-    rejected = sa.case((sa.and_(col(Lead.disqualify_reason).is_not(None), col(Lead.closed_at) <= as_of),
-                        col(Lead.disqualify_reason)), else_=sa.null()).label("rejected")
+    in_range = [*_handed_off_between(start, as_of), *scope.where(driven_by="handed_off_at")]
+    reps = [r.key for r in scope.reps]
     rows = _run(session,
         sa.select(
-            col(Lead.source), col(Lead.offer), col(Lead.owner), rejected,
+            col(Lead.source), col(Lead.offer),
             sa.func.count().label("leads"),
             _count_if(workable).label("workable"),
-            _sum(sa.case((workable, col(Lead.value)), else_=0.0)).label("value"),
+            _sum_if(workable, col(Lead.value)).label("value"),
             _count_if(workable_opportunity).label("opportunities"),
-            _sum(sa.case((workable_opportunity, col(Lead.opportunity_amount)), else_=0.0)).label("pipeline"),
+            _sum_if(workable_opportunity, col(Lead.opportunity_amount)).label("pipeline"),
             _count_if(opportunity).label("any_opportunities"),
             _count_if(won).label("won"),
-            _sum(sa.case((won, col(Lead.bookings)), else_=0.0)).label("bookings"),
+            _sum_if(won, col(Lead.bookings)).label("bookings"),
+            *(_count_if(sa.and_(workable, col(Lead.owner) == key)) for key in reps),
         )
-        .where(*_handed_off_between(start, as_of), *scope.where(driven_by="handed_off_at"))
-        .group_by(col(Lead.source), col(Lead.offer), col(Lead.owner), rejected)
+        .where(*in_range)
+        .group_by(col(Lead.source), col(Lead.offer))
     ).all()
+    others = _run(session,
+        sa.select(col(Lead.owner), sa.func.count())
+        .where(*in_range, workable, _unindexed(col(Lead.owner)).is_not(None),
+               *([_unindexed(col(Lead.owner)).not_in(reps)] if reps else []))
+        .group_by(col(Lead.owner))
+    ).all()
+    by_owner: dict[str, int] = {}
+    for row in rows:
+        for key, n in zip(reps, row[10:], strict=True):
+            if n:
+                _add(by_owner, key, int(n))
+    for owner, n in others:
+        _add(by_owner, owner, int(n))
     return [
-        _HandoffGroup(source=row.source, offer=row.offer, owner=row.owner, rejected=row.rejected,
+        _HandoffGroup(source=row.source, offer=row.offer,
                       leads=int(row.leads), workable=int(row.workable), value=float(row.value),
                       opportunities=int(row.opportunities), pipeline=float(row.pipeline),
                       any_opportunities=int(row.any_opportunities), won=int(row.won),
                       bookings=float(row.bookings))
         for row in rows
-    ]
+    ], by_owner
 
 
-def _marketing(agreement: Agreement, period: Period, scope: Scope,
-               groups: Sequence[_HandoffGroup]) -> tuple[Marketing, int, float]:
+def _marketing(agreement: Agreement, period: Period, scope: Scope, groups: Sequence[_HandoffGroup],
+               workable_by_owner: dict[str, int]) -> tuple[Marketing, int, float]:
     """Marketing's numbers from the handed-off groups, with the workable leads' opportunities and
     their pipeline by `as_of` (Sales reports those two)."""
     leads = n_workable = opportunities = 0
@@ -91,9 +116,9 @@ def _marketing(agreement: Agreement, period: Period, scope: Scope,
         if count:
             _add(by_source, row.source or UNKNOWN, count)
             _add(by_offer, row.offer or UNKNOWN, count)
-            if row.owner is not None:
-                _add(per_rep, row.owner, count)
 
+    for owner, n in workable_by_owner.items():
+        _add(per_rep, owner, n)
     active = len(scope.active_reps)
     goal = agreement.marketing.workable_leads_per_rep_per_month * active
     all_active = sum(1 for r in agreement.all_reps() if r.active)

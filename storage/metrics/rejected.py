@@ -11,7 +11,7 @@ from sqlmodel import Session, col
 from sla.agreement import Agreement
 from sla.calendar import BusinessCalendar
 from storage.metrics.model import Rejected, RejectedRow
-from storage.metrics.period import parse_scope, period_of
+from storage.metrics.period import Period, Scope, parse_scope, period_of
 from storage.metrics.sql import UNKNOWN, _add, _handed_off_between, _run, _sorted_counts
 from storage.tables import Lead
 
@@ -23,15 +23,19 @@ def rejected_by_reason(session: Session, *, agreement: Agreement, calendar: Busi
     Returns ``total``, ``by_reason`` ({reason: n}), ``by_source`` ({source: n}) and ``rows``
     ([{reason, source, count}], most first).
     """
-    where = parse_scope(agreement, scope)
-    period = period_of(calendar, as_of)
+    return _rejected_of(_rejected_counts(session, period_of(calendar, as_of), parse_scope(agreement, scope)))
+
+
+def _rejected_counts(session: Session, period: Period, where: Scope) -> list[tuple[str | None, str | None, int]]:
+    """(reason, source, leads) of the period's leads Sales disqualified by `as_of`: the handed-off
+    range filtered to the few rejected ones, so the sort is theirs only."""
     rows = _run(session,
         sa.select(col(Lead.disqualify_reason), col(Lead.source), sa.func.count().label("n"))
         .where(*_handed_off_between(period.start, period.as_of), col(Lead.disqualify_reason).is_not(None),
                col(Lead.closed_at) <= period.as_of, *where.where(driven_by="handed_off_at"))
         .group_by(col(Lead.disqualify_reason), col(Lead.source))
     ).all()
-    return _rejected_of([(row.disqualify_reason, row.source, int(row.n)) for row in rows])
+    return [(row.disqualify_reason, row.source, int(row.n)) for row in rows]
 
 
 def _rejected_of(counts: Iterable[tuple[str | None, str | None, int]]) -> Rejected:

@@ -92,6 +92,11 @@ def _sum(expression: ColumnElement[Any]) -> ColumnElement[Any]:
     return sa.func.coalesce(sa.func.sum(expression), 0)
 
 
+def _sum_if(condition: ColumnElement[bool], expression: Any) -> ColumnElement[Any]:
+    """The sum of `expression` over the rows where `condition` is true (0 when none), as a FILTER."""
+    return sa.func.coalesce(sa.func.sum(expression).filter(condition), 0)
+
+
 def _run(session: Session, query: sa.Executable) -> Any:
     """Run a Core query on the session's connection: these are plain rows, so the ORM's result
     machinery (a measurable share of a report's time) is skipped."""

@@ -15,7 +15,7 @@ from storage.metrics.experiments import experiments
 from storage.metrics.marketing import _handoff_groups, _marketing
 from storage.metrics.model import Status
 from storage.metrics.period import parse_scope, period_of
-from storage.metrics.rejected import _rejected_of
+from storage.metrics.rejected import _rejected_counts, _rejected_of
 from storage.metrics.sales import _cohort_counts, _CohortCounts, _sales
 from storage.metrics.yesterday import yesterday
 
@@ -30,11 +30,11 @@ def status(session: Session, *, agreement: Agreement, calendar: BusinessCalendar
     """
     where = parse_scope(agreement, scope)
     period = period_of(calendar, as_of)
-    # One scan of the month's handed-off leads serves Marketing, the closed loop and the rejected
-    # leads; one scan of the Sales cohort serves Sales and the closed loop's first-touch split.
-    handed = _handoff_groups(session, period.start, period.as_of, where)
+    # One scan of the month's handed-off leads serves Marketing and the closed loop; one scan of
+    # the Sales cohort serves Sales and the closed loop's first-touch split.
+    handed, workable_by_owner = _handoff_groups(session, period.start, period.as_of, where)
     cohort = _cohort_counts(session, agreement, period, where)
-    marketing, opportunities, pipeline = _marketing(agreement, period, where, handed)
+    marketing, opportunities, pipeline = _marketing(agreement, period, where, handed, workable_by_owner)
     breach_counts = _breach_counts(session, period.as_of, where)
     sales = _sales(session, agreement, period, where, cohort, workable_mtd=marketing.workable,
                    opportunities=opportunities, pipeline=pipeline, breaches=breach_counts)
@@ -49,7 +49,7 @@ def status(session: Session, *, agreement: Agreement, calendar: BusinessCalendar
         closed_loop=_closed_loop_of(agreement, period.start, handed, sum(cohort.values(), _CohortCounts()),
                                     _first_touch_pipeline(session, period, where)),
         capacity=capacity(session, agreement=agreement, calendar=calendar, as_of=period.as_of, scope=scope),
-        rejected=_rejected_of([(g.rejected, g.source, g.leads) for g in handed if g.rejected is not None]),
+        rejected=_rejected_of(_rejected_counts(session, period, where)),
         yesterday=yesterday(session, agreement=agreement, calendar=calendar, as_of=period.as_of, scope=scope),
         experiments=experiments(session, agreement=agreement, calendar=calendar, as_of=period.as_of,
                                 scope=scope),
