@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from bot import desk
 from bot.http import api
 from bot.services import Services
+from bot.worker.transports import add_local_transports
 
 log = logging.getLogger("slabot")
 
@@ -59,10 +60,6 @@ def create_app(services: Services, *, run_worker: bool = False, run_scheduler: b
     api.install(app)
     desk.install(app, services)   # the desk under /desk (bot/desk): pages, sign-in, clicks
     settings = services.settings
-    if settings.console:
-        from bot.console import ConsoleTransport
-
-        services.transports["console"] = ConsoleTransport(services.ctx)
     if settings.slack_enabled:
         from bot.slack.app import install as install_slack
 
@@ -71,18 +68,11 @@ def create_app(services: Services, *, run_worker: bool = False, run_scheduler: b
         from bot.teams.app import install as install_teams
 
         services.transports["teams"] = install_teams(app, services)
-    if settings.slabot_smtp_url is not None and settings.slabot_smtp_from:
-        from bot.email.transport import EmailTransport
-
-        services.transports["email"] = EmailTransport.from_url(
-            settings.slabot_smtp_url.get_secret_value(), settings.slabot_smtp_from, now=services.ctx.now)
+    add_local_transports(services)
     return app
 
 
-def app_from_environment() -> FastAPI:
-    """The app as `slabot serve` runs it in each worker process (settings from the environment)."""
-    import os
-
+def _from_environment(*, run_scheduler: bool) -> FastAPI:
     from bot.logs import configure_logging
     from bot.services import build_services
     from bot.settings import Settings
@@ -90,5 +80,16 @@ def app_from_environment() -> FastAPI:
     settings = Settings()
     # Each `--workers` process is a fresh interpreter: it configures logging as the CLI did.
     configure_logging(level=settings.slabot_log_level, fmt=settings.slabot_log_format)
-    run = os.environ.get("SLABOT_RUN_SCHEDULER", "1") == "1"
-    return create_app(build_services(settings), run_worker=run, run_scheduler=run)
+    return create_app(build_services(settings), run_worker=run_scheduler, run_scheduler=run_scheduler)
+
+
+# uvicorn's factories (`slabot serve` names one by import path, so `--workers N` can import it in each
+# process): `--no-scheduler` chooses the second instead of passing a flag through the environment.
+def app_from_environment() -> FastAPI:
+    """The app as `slabot serve` runs it in each worker process: web, outbox worker and scheduler."""
+    return _from_environment(run_scheduler=True)
+
+
+def web_app_from_environment() -> FastAPI:
+    """The app as `slabot serve --no-scheduler` runs it: web only (a separate `slabot worker` ticks)."""
+    return _from_environment(run_scheduler=False)

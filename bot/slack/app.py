@@ -112,6 +112,14 @@ def _without_spurious_token_warning(logger: logging.Logger) -> Iterator[None]:
         logger.removeFilter(keep)
 
 
+def transport(services: Services) -> SlackTransport:
+    """The Slack transport alone, for a process that serves no HTTP (`slabot worker`, `tick`, `digest --send`)."""
+    token = services.settings.slack_bot_token
+    if token is None:
+        raise ValueError("Slack needs SLACK_BOT_TOKEN")
+    return SlackTransport(make_client(token.get_secret_value(), services.settings.slack_api_url))
+
+
 def install(app: FastAPI, services: Services) -> SlackTransport:
     settings = services.settings
     if settings.slack_bot_token is None or (settings.slack_signing_secret is None and settings.slack_app_token is None):

@@ -71,6 +71,12 @@ _TAG = re.compile(r"<[^>]+>")
 # --- the route -------------------------------------------------------------------------------
 
 
+def transport(services: Services) -> TeamsTransport:
+    """The Teams transport alone, for a process that serves no HTTP (`slabot worker`, `tick`, `digest --send`)."""
+    settings = services.settings
+    return TeamsTransport(services.ctx, build_auth(settings), tenant_id=settings.teams_tenant_id)
+
+
 def install(app: FastAPI, services: Services) -> TeamsTransport:
     """Mount `POST /api/messages` on `app` and return the Teams transport for the outbox."""
     settings = services.settings
