@@ -6,8 +6,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col
 
 from sla.agreement import Agreement
@@ -50,7 +52,8 @@ def _handoff_groups(session: Session, start: datetime, as_of: datetime,
     covering index `ix_lead_handoff_metrics`, a few groups, folded by `_marketing` and
     `_closed_loop_of`. The workable leads per owner come with them: the scope's reps as one count
     each in the same scan (grouping by owner too made SQLite's sort of the month's rows twice as
-    dear), the rare other owners (none, or one no longer listed) in a second, filtered query.
+    dear), the rare other owners (none, or one no longer listed) in a second, filtered query, run
+    only when the scan counted some.
     The rejected leads have their own query (`rejected._rejected_counts`)."""
     workable = _workable()
     opportunity = col(Lead.opportunity_at) <= as_of
@@ -58,6 +61,10 @@ def _handoff_groups(session: Session, start: datetime, as_of: datetime,
     won = col(Lead.won_at) <= as_of
     in_range = [*_handed_off_between(start, as_of), *scope.where(driven_by="handed_off_at")]
     reps = [r.key for r in scope.reps]
+
+    def other_owner(owner: Any) -> ColumnElement[bool]:
+        return sa.and_(owner.is_not(None), *([owner.not_in(reps)] if reps else []))
+
     rows = _run(session,
         sa.select(
             col(Lead.source), col(Lead.offer),
@@ -69,6 +76,7 @@ def _handoff_groups(session: Session, start: datetime, as_of: datetime,
             _count_if(opportunity).label("any_opportunities"),
             _count_if(won).label("won"),
             _sum_if(won, col(Lead.bookings)).label("bookings"),
+            _count_if(sa.and_(workable, other_owner(col(Lead.owner)))).label("others"),
             *(_count_if(sa.and_(workable, col(Lead.owner) == key)) for key in reps),
         )
         .where(*in_range)
@@ -76,13 +84,12 @@ def _handoff_groups(session: Session, start: datetime, as_of: datetime,
     ).all()
     others = _run(session,
         sa.select(col(Lead.owner), sa.func.count())
-        .where(*in_range, workable, _unindexed(col(Lead.owner)).is_not(None),
-               *([_unindexed(col(Lead.owner)).not_in(reps)] if reps else []))
+        .where(*in_range, workable, other_owner(_unindexed(col(Lead.owner))))
         .group_by(col(Lead.owner))
-    ).all()
+    ).all() if any(row.others for row in rows) else []
     by_owner: dict[str, int] = {}
     for row in rows:
-        for key, n in zip(reps, row[10:], strict=True):
+        for key, n in zip(reps, row[11:], strict=True):
             if n:
                 _add(by_owner, key, int(n))
     for owner, n in others:
