@@ -353,7 +353,9 @@ async def test_click_by_someone_else_changes_nothing_and_is_told_why(slack: Slac
     await slack.click(BEN, card, "lead.qualify", value=json.dumps({"a": "qualify", "lead": lead["id"], "v": 1}))
     await eventually(lambda: len(slack.fake.ephemerals) == 2)
     assert slack.fake.views == []
-    await asyncio.sleep(0.3)
+    # A card refresh would have been queued with the refusal, in the same transaction: once the outbox
+    # is drained, nothing more can come.
+    await eventually(lambda: all(row.status == "done" for row in slack.outbox()))
     assert slack.fake.stats()["updates"] == 0 and slack.lead(lead["id"]).version == 1
 
 
