@@ -7,7 +7,7 @@ import sys
 
 from benchmarks.common import Row, table
 
-ALL = ["intake", "clicks", "burst", "status", "sweep", "memory", "analyze", "desk"]
+ALL = ["intake", "import_csv", "scaleout", "clicks", "burst", "status", "sweep", "memory", "analyze", "desk"]
 
 
 def main(argv: list[str]) -> int:

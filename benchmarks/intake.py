@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -44,10 +44,10 @@ def pinned(core: int) -> list[str]:
 
 
 @contextmanager
-def server(command: list[str], env: dict[str, str], port: int) -> Iterator[tuple[str, int]]:
-    """A server process (its own GIL) pinned to SERVER_CORE; yields (base url, pid)."""
+def server(command: list[str], env: dict[str, str], port: int, *, pin: bool = True) -> Iterator[tuple[str, int]]:
+    """A server process (its own GIL), pinned to SERVER_CORE unless told not to; yields (base url, pid)."""
     log = tempfile.NamedTemporaryFile(prefix="slabot-bench-", suffix=".log", delete=False)  # noqa: SIM115
-    process = subprocess.Popen([*pinned(SERVER_CORE), *command], env={**os.environ, **env}, cwd=ROOT,
+    process = subprocess.Popen([*(pinned(SERVER_CORE) if pin else []), *command], env={**os.environ, **env}, cwd=ROOT,
                                stdout=log, stderr=log)
     deadline = time.monotonic() + 60
     while True:
@@ -87,7 +87,8 @@ def bare(tmp: Path) -> Iterator[tuple[str, int]]:
         yield s
 
 
-async def _fire(url: str, rate: float, seconds: float, prefix: str, connections: int) -> tuple[list[float], int]:
+async def _fire(url: str, rate: float, seconds: float, prefix: str, connections: int,
+                fields: Callable[[int], dict[str, Any]] | None = None) -> tuple[list[float], int]:
     body: dict[str, Any] = json.loads(EXAMPLE_LEAD.read_text())
     latencies: list[float] = []
     errors = 0
@@ -103,7 +104,7 @@ async def _fire(url: str, rate: float, seconds: float, prefix: str, connections:
             delay = scheduled - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            lead = {**body, "external_id": f"{prefix}-{i}", "employees": 20 + i % 3000}
+            lead = {**body, "external_id": f"{prefix}-{i}", "employees": 20 + i % 3000, **(fields(i) if fields else {})}
             async with client.post("/api/v1/leads", json=lead) as response:
                 await response.read()
                 latencies.append(time.perf_counter() - scheduled)

@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 import csv
 import errno
+import gc
+import itertools
 import json
+import os
 import socket
 import sys
 from collections import Counter
@@ -345,32 +348,59 @@ class _ImportCommand(click.Command):
                                  "a warning.")
 
 
-def _read_csv(file: str) -> tuple[list[str], list[dict[str, str]]]:
-    """The header and rows of a UTF-8 CSV; a file that is not one is a one-line refusal."""
-    csv.field_size_limit(CSV_FIELD_LIMIT)
-    reader: Any = None
-    try:
-        with open(file, newline="", encoding="utf-8-sig") as handle:
-            reader = csv.reader(handle)
-            header = next(reader, None)
-            if header is None:
-                raise Refusal(f"{file} is empty: the first line must name the columns (see `slabot import --help`)")
-            rows = []
-            for cells in reader:
-                if not any(cell.strip() for cell in cells):
-                    continue
-                rows.append(dict(zip(header, cells, strict=False)))
-    except UnicodeDecodeError as exc:
-        raise Refusal(f"{file} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}): "
-                      "save it as CSV UTF-8 and import it again") from None
-    except csv.Error as exc:
-        line = reader.line_num if reader is not None else 1
-        if "field larger than field limit" in str(exc):
-            raise Refusal(f"{file}, line {line}: a field is longer than {CSV_FIELD_LIMIT // 1024} KiB, which no lead "
-                          "field is: is this the right file, with matching quotes?") from None
-        raise Refusal(f"{file}, line {line}: not a readable CSV ({exc}): check its quotes and "
-                      "separators") from None
-    return header, rows
+class _CsvRows:
+    """The rows of a UTF-8 CSV, read as they are needed (memory flat in the file's size): `header`,
+    then `rows()` yields (line number, row). `consumed` counts the bytes read (for a byte-based
+    progress bar). A file that is not UTF-8 CSV raises a Refusal naming the line."""
+
+    def __init__(self, file: str) -> None:
+        csv.field_size_limit(CSV_FIELD_LIMIT)
+        self.file = file
+        self.consumed = 0
+        self._handle = open(file, "rb")  # noqa: SIM115 - closed by close()
+        self._reader: Any = csv.reader(self._lines())
+        header = self._next()
+        if header is None:
+            raise Refusal(f"{file} is empty: the first line must name the columns (see `slabot import --help`)")
+        self.header: list[str] = header
+
+    def _lines(self) -> Any:
+        first = True
+        for raw in self._handle:
+            start = self.consumed
+            self.consumed += len(raw)
+            if first:
+                raw, first = raw.removeprefix(b"\xef\xbb\xbf"), False
+            try:
+                yield raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                line = (self._reader.line_num if self._reader is not None else 0) + 1
+                raise Refusal(f"{self.file}, line {line}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+                              f"{start + exc.start}): save it as CSV UTF-8 and import it again") from None
+
+    def _next(self) -> list[str] | None:
+        try:
+            return next(self._reader, None)
+        except csv.Error as exc:
+            line = self._reader.line_num
+            if "field larger than field limit" in str(exc):
+                raise Refusal(f"{self.file}, line {line}: a field is longer than {CSV_FIELD_LIMIT // 1024} KiB, "
+                              "which no lead field is: is this the right file, with matching quotes?") from None
+            raise Refusal(f"{self.file}, line {line}: not a readable CSV ({exc}): check its quotes and "
+                          "separators") from None
+
+    def rows(self) -> Any:
+        """(the line the row starts on, the row), skipping blank lines."""
+        while True:
+            start = self._reader.line_num + 1
+            cells = self._next()
+            if cells is None:
+                return
+            if any(cell.strip() for cell in cells):
+                yield start, dict(zip(self.header, cells, strict=False))
+
+    def close(self) -> None:
+        self._handle.close()
 
 
 @main.command(name="import", cls=_ImportCommand)
@@ -381,9 +411,11 @@ def import_csv(file: str) -> None:
     from sla.lead import LeadIn
 
     services = _services()
-    header, rows = _read_csv(file)
+    # What is loaded by now lives as long as the process: the collector need not walk it every pass.
+    gc.freeze()
+    source = _CsvRows(file)
     known = set(csv_columns())
-    unused = [name for name in header if normalize_header(name) not in known]
+    unused = [name for name in source.header if normalize_header(name) not in known]
     if unused:
         click.echo(f"warning: {file}: column(s) not read: {', '.join(repr(n) for n in unused)} "
                    "(see `slabot import --help` for the columns)", err=True)
@@ -398,26 +430,50 @@ def import_csv(file: str) -> None:
                 counts["workable" if result.lead.workable else "nurture"] += 1
         batch.clear()
 
-    with click.progressbar(rows, label="importing", file=sys.stderr) as bar:
-        for number, row in enumerate(bar, start=2):
-            try:
-                lead_in = LeadIn.model_validate(csv_row_to_lead(row))
-            except ValidationError as exc:
-                counts["rejected"] += 1
-                reasons = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'row'}: "
-                                    f"{e['msg'].removeprefix('Value error, ')}" for e in exc.errors())
-                rejected.append(f"line {number}: {reasons}")
-                continue
-            batch.append(Handoff(lead_in, actor="import"))
-            if len(batch) >= 200:   # group commit, as the API does
-                flush()
+    def summary() -> None:
+        click.echo(f"accepted {counts['accepted']} ({counts['workable']} workable, {counts['nurture']} nurture), "
+                   f"duplicate {counts['duplicate']}, rejected {counts['rejected']}")
+        for line in rejected:
+            click.echo(f"  rejected {line}")
+
+    rows = source.rows()
+    try:
+        # The first row is read before the bar shows: a file unreadable from the start is a one-line refusal.
+        first = next(rows, None)
+        with click.progressbar(length=max(1, os.path.getsize(file)), label="importing", file=sys.stderr) as bar:
+            shown = 0
+            for number, row in itertools.chain([first] if first else [], rows):
+                try:
+                    lead_in = LeadIn.model_validate(csv_row_to_lead(row))
+                except ValidationError as exc:
+                    counts["rejected"] += 1
+                    reasons = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'row'}: "
+                                        f"{e['msg'].removeprefix('Value error, ')}" for e in exc.errors())
+                    rejected.append(f"line {number}: {reasons}")
+                    continue
+                batch.append(Handoff(lead_in, actor="import"))
+                if len(batch) >= IMPORT_BATCH:   # group commit, as the API does
+                    flush()
+                    bar.update(source.consumed - shown)
+                    shown = source.consumed
+            flush()
+            bar.update(source.consumed - shown)
+    except Refusal as refusal:
+        if not (counts["accepted"] or counts["duplicate"] or counts["rejected"] or batch):
+            raise
+        # Unreadable from this line on: keep what was read before it, say so, and where it stopped.
         flush()
-    click.echo(f"accepted {counts['accepted']} ({counts['workable']} workable, {counts['nurture']} nurture), "
-               f"duplicate {counts['duplicate']}, rejected {counts['rejected']}")
-    for line in rejected:
-        click.echo(f"  rejected {line}")
+        summary()
+        raise Refusal(f"{refusal.message}; the rows before it were imported (see above), none after it") from None
+    finally:
+        source.close()
+    summary()
     if counts["rejected"]:
         sys.exit(1)
+
+
+#: Leads handed off per transaction by `slabot import` (the API batches up to 200 waiting requests).
+IMPORT_BATCH = 1000
 
 
 def normalize_header(name: str) -> str:

@@ -46,6 +46,8 @@ def new_lead(**values: Any) -> Lead:
     """A new (transient) Lead with these values and the model's defaults for the rest, built the way
     the ORM builds a row it loads: `Lead(...)` runs SQLModel's per-field __init__, about 25 times
     slower, and intake builds hundreds a second. Values are taken as given (intake validated them)."""
+    if not _LEAD_MANAGER.mapper.configured:   # as Lead() would: set up the ORM's attributes first
+        sa.orm.configure_mappers()
     lead: Lead = _LEAD_MANAGER.new_instance()
     attributes = lead.__dict__
     for name, default, factory in _LEAD_DEFAULTS:
