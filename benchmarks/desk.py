@@ -6,8 +6,9 @@ TestClient), so the time is the server's: routing, the session check, the querie
 rendering, without a network. Signed in as the sales VP (everything: the largest pages), as of END.
 Median of RUNS after one untimed warm-up call.
 
-- `GET /desk`: the status numbers (the same `status()` as the API), the cumulative chart's SQL,
-  the speed-to-lead histogram, both SVG charts and the page;
+- `GET /desk`: the status numbers (the same `status()` as the API, computed once per page: the
+  row counts the calls and misses if there are more), the cumulative chart's SQL, the
+  speed-to-lead histogram, both SVG charts and the page;
 - `GET /desk/leads`: the newest 50 leads (keyset pagination) and `?after=` a page deep in history;
 - `GET /desk/leads?flag=at_risk`: the open untouched leads nearest their deadline first.
 """
@@ -16,12 +17,15 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from fastapi.testclient import TestClient
 from sqlalchemy import func
 from sqlmodel import col, select
 
+import storage.metrics
 from benchmarks.common import EXAMPLE_AGREEMENT, Row
 from benchmarks.history import END, history_db, url
 from benchmarks.memory import OtherLoad
@@ -53,6 +57,24 @@ def _median_ms(client: TestClient, path: str) -> tuple[float, float]:
     return statistics.median(times), max(times)
 
 
+@contextmanager
+def counting_status() -> Iterator[list[int]]:
+    """Count the `storage.metrics.status` computations inside the block (the services and
+    commands import it from the package when they call it)."""
+    calls = [0]
+    original = storage.metrics.status
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls[0] += 1
+        return original(*args, **kwargs)
+
+    storage.metrics.status = counted
+    try:
+        yield calls
+    finally:
+        storage.metrics.status = original
+
+
 def run(quick: bool = False) -> list[Row]:
     total = 200_000 if quick else 1_000_000
     database_url = url(history_db(total))
@@ -82,11 +104,17 @@ def run(quick: bool = False) -> list[Row]:
             started = time.perf_counter()
             services.status(scope="all", as_of=END)
             numbers.append((time.perf_counter() - started) * 1000)
+        with counting_status() as calls:
+            if client.get("/desk").status_code != 200:
+                raise RuntimeError("/desk did not answer")
         for label, path in pages:
             median, worst = _median_ms(client, path)
-            share = f"; status() alone {statistics.median(numbers):.0f} ms" if path == "/desk" else ""
+            once = path != "/desk" or calls[0] == 1
+            share = (f"; status() alone {statistics.median(numbers):.0f} ms, computed {calls[0]}x per page"
+                     if path == "/desk" else "")
             rows.append(Row(f"{label}, {total:,} leads of history",
                             f"median {median:.0f} ms (max {worst:.0f}) of {RUNS}, server time{share}{load.note()}",
-                            f"< {TARGET_MS:.0f} ms", median < TARGET_MS))
+                            f"< {TARGET_MS:.0f} ms" + (", status() once" if path == "/desk" else ""),
+                            median < TARGET_MS and once))
     db.dispose()
     return rows
