@@ -111,6 +111,11 @@ def handoff_many(ctx: Context, handoffs: list[Handoff]) -> list[IntakeResult]:
     results: list[IntakeResult | None] = [None] * len(handoffs)
     with ctx.db.write() as session:
         routing = Routing(session, ctx, now)
+        if len(handoffs) > 1:
+            # The teams the batch may route to, their state read at once (a lead that turns out
+            # not workable only makes one read more).
+            teams = {key: ctx.agreement.team(key) for key in {route_team(ctx.agreement, h.lead) for h in handoffs}}
+            routing.prefetch([team for _, team in sorted(teams.items()) if team is not None])
         channels: dict[tuple[str, str], str | None] = {}
         stored_ids, stored_keys = known_identities(
             session, external_ids=[h.lead.external_id for h in handoffs if h.lead.external_id],

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from storage.db import upsert
@@ -20,6 +21,38 @@ def last_rep(session: Session, *, team: str, now: datetime, lock: bool) -> str |
         query = query.with_for_update()
     last: str | None = session.execute(query).scalars().first()
     return last
+
+
+def last_reps(session: Session, *, teams: list[str], now: datetime, lock: bool) -> dict[str, str | None]:
+    """The cursors of several teams in one query (a batch of handoffs). With `lock`, on PostgreSQL
+    the rows are made first and locked in team order, so two writers locking overlapping teams
+    queue behind each other instead of deadlocking."""
+    keys = sorted(set(teams))
+    query = (select(RoutingCursor.team, RoutingCursor.last_rep).where(col(RoutingCursor.team).in_(keys))
+             .order_by(col(RoutingCursor.team)))
+    if lock and session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update()
+        found = {str(team): rep for team, rep in session.execute(query).all()}
+        missing = [t for t in keys if t not in found]
+        if not missing:
+            return {team: found[team] for team in keys}
+        # Teams routed to for the first time: make their rows, then lock them all in order.
+        insert = postgresql.insert(RoutingCursor).on_conflict_do_nothing(index_elements=["team"])
+        session.connection().execute(insert, [{"team": t, "last_rep": None, "updated_at": now} for t in missing])
+    found = {str(team): rep for team, rep in session.execute(query).all()}
+    return {team: found.get(team) for team in keys}
+
+
+def save_cursors(session: Session, *, cursors: dict[str, str], now: datetime) -> None:
+    """Several teams' cursors in one executemany (a batch of handoffs)."""
+    if not cursors:
+        return
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    insert = dialect.insert(RoutingCursor)
+    statement = insert.on_conflict_do_update(index_elements=["team"], set_={
+        "last_rep": insert.excluded.last_rep, "updated_at": insert.excluded.updated_at})
+    session.connection().execute(statement, [{"team": team, "last_rep": rep, "updated_at": now}
+                                             for team, rep in sorted(cursors.items())])
 
 
 def save_cursor(session: Session, *, team: str, rep: str, now: datetime) -> None:
