@@ -49,8 +49,8 @@ def closed_loop(session: Session, *, agreement: Agreement, calendar: BusinessCal
         sa.select(
             sa.func.count().label("cohort"),
             _count_if(met).label("met"),
-            _count_if(sa.and_(met, opportunity)).label("met_opportunities"),
-            _count_if(sa.and_(sa.not_(met), opportunity)).label("missed_opportunities"),
+            _count_if(sa.and_(opportunity, met)).label("met_opportunities"),
+            _count_if(sa.and_(opportunity, sa.not_(met))).label("missed_opportunities"),
         ).where(*_cohort(span), *where.where(driven_by="routed_at"))
     ).one()
     return _closed_loop_of(agreement, begin, groups, _CohortCounts(

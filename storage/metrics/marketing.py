@@ -57,7 +57,7 @@ def _handoff_groups(session: Session, start: datetime, as_of: datetime,
     The rejected leads have their own query (`rejected._rejected_counts`)."""
     workable = _workable()
     opportunity = col(Lead.opportunity_at) <= as_of
-    workable_opportunity = sa.and_(workable, opportunity)
+    workable_opportunity = sa.and_(opportunity, workable)   # the rarer test first: SQLite stops there
     won = col(Lead.won_at) <= as_of
     in_range = [*_handed_off_between(start, as_of), *scope.where(driven_by="handed_off_at")]
     reps = [r.key for r in scope.reps]

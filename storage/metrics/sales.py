@@ -154,8 +154,8 @@ def _cohort_counts(session: Session, agreement: Agreement, period: Period,
             _count_if(sa.and_(touched, _connected_as_of(as_of))).label("connected"),
             _count_if(recycled).label("recycled"),
             _count_if(sa.and_(recycled, attempts >= _required_attempts(agreement))).label("cadence_met"),
-            _count_if(sa.and_(met, opportunity)).label("opportunities_met"),
-            _count_if(sa.and_(sa.not_(met), opportunity)).label("opportunities_missed"),
+            _count_if(sa.and_(opportunity, met)).label("opportunities_met"),
+            _count_if(sa.and_(opportunity, sa.not_(met))).label("opportunities_missed"),
         ).where(*owners, *_cohort(period), *scope.where(driven_by="routed_at")).group_by(col(Lead.owner))).all()
 
     reps = [r.key for r in scope.reps]

@@ -71,8 +71,8 @@ def _attempts_as_of(as_of: datetime) -> ColumnElement[Any]:
 def _connected_as_of(as_of: datetime) -> ColumnElement[bool]:
     recorded = sa.exists().where(col(LeadEvent.lead_id) == col(Lead.id),
                                  col(LeadEvent.type) == _CONNECT_TYPE, col(LeadEvent.at) <= as_of)
-    current = _counters_current(as_of)
-    return sa.or_(sa.and_(current, col(Lead.connects) >= 1), sa.and_(sa.not_(current), recorded))
+    # One test of `current` per row (an OR of both branches tested it twice).
+    return sa.case((_counters_current(as_of), col(Lead.connects) >= 1), else_=recorded)
 
 
 def _required_attempts(agreement: Agreement) -> ColumnElement[Any]:
