@@ -88,7 +88,8 @@ class Hub:
         url = f"{self.server.url}/webhooks/hubspot"
         return httpx.post(url, content=body, headers={
             "X-HubSpot-Signature-v3": hubspot_signature(SECRET, "POST", url, body, ts),
-            "X-HubSpot-Request-Timestamp": ts, "Content-Type": "application/json"})
+            "X-HubSpot-Request-Timestamp": ts, "Content-Type": "application/json"},
+            timeout=60)   # 150 events on a loaded machine can take longer than httpx's default 5 s
 
     def leads(self) -> list[Lead]:
         with self.services.ctx.db.read() as session:
