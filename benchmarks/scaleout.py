@@ -2,8 +2,8 @@
 (stateless web replicas) and a separate `slabot worker`, all on one throwaway PostgreSQL
 (tests.support.postgres), with Slack pointed at the fake (tests.fakes.slack_api, its own process).
 
-Per configuration, on a fresh server: LEADS handoffs as fast as 64 connections go, spread evenly
-over the web processes; printed: the rate, and the CPU seconds the web processes used per 1,000
+Per configuration, on a fresh server: LEADS handoffs as fast as 64 connections to each web
+process go, spread evenly over them; printed: the rate, and the CPU seconds the web processes used per 1,000
 leads (user + system, from /proc/PID/stat before and after). Then the worker delivers the cards;
 counted on the fake: each channel must hold exactly the cards queued for it (none lost, none
 posted twice).
@@ -84,14 +84,15 @@ def queued_cards(db_url: str) -> dict[str, int]:
 
 
 async def _spread(urls: list[str], leads: int, prefix: str) -> tuple[int, int]:
-    """`leads` handoffs over `urls` (an equal share each, 64 connections in all), each lead's
-    campaign routing it to one of the CHANNELS teams: (answered, errors)."""
+    """`leads` handoffs over `urls` (an equal share each, over 64 connections to each: a replica
+    added is a replica as busy, so each one's group commit sees batches as large as one alone
+    would), each lead's campaign routing it to one of the CHANNELS teams: (answered, errors)."""
     share = leads // len(urls)
 
     def campaign(i: int) -> dict[str, Any]:
         return {"campaign": f"t{i % CHANNELS}"}
 
-    runs = [_fire(url, 20000 / len(urls), share / (20000 / len(urls)), f"{prefix}-{n}", 64 // len(urls), campaign)
+    runs = [_fire(url, 20000 / len(urls), share / (20000 / len(urls)), f"{prefix}-{n}", 64, campaign)
             for n, url in enumerate(urls)]
     done = await asyncio.gather(*runs)
     return sum(len(lat) for lat, _ in done), sum(errors for _, errors in done)
