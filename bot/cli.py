@@ -514,7 +514,7 @@ def csv_row_to_lead(row: dict[str, str]) -> dict[str, Any]:
               "(default: a free one).")
 def demo(speed: float, minutes: float, hours: float | None, seed: int, db_path: Path | None, port: int) -> None:
     """The embedded default: SQLite, the example agreement, a console chat, simulated leads."""
-    from bot.demo import run_demo
+    from bot.demo.run import run_demo
 
     run_demo(speed=speed, minutes=minutes, seed=seed, simulated_hours=hours, db_path=db_path, desk_port=port)
 

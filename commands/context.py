@@ -22,7 +22,7 @@ class Context:
     agreement: Agreement
     clock: Clock
     #: Platforms cards and messages are delivered to: those of sla.agreement.CHAT_PLATFORMS, and local ones
-    #: (a console transport the demo adds, bot/console.py), where people are named and channels are "#TEAM".
+    #: (a console transport the demo adds, bot/demo/console.py), where people are named and channels are "#TEAM".
     platforms: tuple[str, ...] = ()
     #: Operator notices this process has logged already (each is logged once, not at every tick).
     noticed: set[str] = field(default_factory=set, repr=False, compare=False)

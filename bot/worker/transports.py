@@ -25,7 +25,7 @@ def add_local_transports(services: Services) -> None:
     """The transports that need no route (the demo's console, e-mail): the web app adds them too."""
     settings = services.settings
     if settings.console:
-        from bot.console import ConsoleTransport
+        from bot.demo.console import ConsoleTransport
 
         services.transports["console"] = ConsoleTransport(services.ctx)
     if settings.slabot_smtp_url is not None and settings.slabot_smtp_from:

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from bot.demo import run_demo
+from bot.demo.run import run_demo
 
 START = datetime(2026, 12, 2, 13, 25, tzinfo=UTC)   # 08:25 in New York, a Wednesday
 

@@ -23,7 +23,7 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import col, func, select
 
-from bot.demo import DemoSummary, demo_agreement, run_demo
+from bot.demo.run import DemoSummary, demo_agreement, run_demo
 from storage.db import Database
 from storage.tables import Lead, LeadEvent, MessageRef, OutboxMessage
 from tests.conftest import EXAMPLE_AGREEMENT

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 
 from bot.cli import csv_row_to_lead
-from bot.demo import demo_agreement
+from bot.demo.run import demo_agreement
 from sla.lead import LeadIn
 from tests.conftest import EXAMPLE_AGREEMENT, EXAMPLE_LEAD, EXAMPLE_OUTCOME, EXAMPLES, INTAKE_TOKEN, LiveServer
 from tests.e2e.test_cli import slabot

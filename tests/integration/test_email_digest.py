@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from sqlmodel import col, select
 
-from bot.console import ConsoleTransport
+from bot.demo.console import ConsoleTransport
 from bot.email.smtp_url import parse_smtp_url
 from bot.email.transport import EmailTransport
 from bot.http.app import create_app

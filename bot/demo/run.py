@@ -22,7 +22,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
-from bot.console import ConsoleTransport, digest_lines
+from bot.demo.console import ConsoleTransport, digest_lines
 from bot.presentation.cards import ActionPayload, Button
 from bot.presentation.presenters import lead_card, money
 from bot.services import Services, build_services
@@ -53,7 +53,7 @@ EVENING_GRACE = timedelta(minutes=10)
 
 def demo_agreement() -> contextlib.AbstractContextManager[Path]:
     """The example agreement shipped inside the package, as a file path for the duration of the block."""
-    return resources.as_file(resources.files("bot").joinpath("demo_data", "agreement.yaml"))
+    return resources.as_file(resources.files("bot.demo.run").joinpath("data", "agreement.yaml"))
 
 
 # --- the summary ---------------------------------------------------------------------------------
