@@ -53,7 +53,7 @@ EVENING_GRACE = timedelta(minutes=10)
 
 def demo_agreement() -> contextlib.AbstractContextManager[Path]:
     """The example agreement shipped inside the package, as a file path for the duration of the block."""
-    return resources.as_file(resources.files("bot.demo.run").joinpath("data", "agreement.yaml"))
+    return resources.as_file(resources.files("bot.demo").joinpath("data", "agreement.yaml"))
 
 
 # --- the summary ---------------------------------------------------------------------------------
