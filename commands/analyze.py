@@ -406,12 +406,7 @@ def _analyze(handle: IO[bytes], options: Options) -> Report:
                 stats = segments.get(key)
                 if stats is None:
                     stats = analysis.segment(key)
-                stats.leads += 1
-                if opportunity or won:
-                    stats.opportunities += 1
-                    if won:
-                        stats.won += 1
-                        stats.bookings += amount
+                stats.add(opportunity=opportunity, won=won, amount=amount)
                 if scoring is not None and scored is not None:
                     scoring.add(scored, opportunity=opportunity, won=won, amount=amount)
             break
