@@ -174,7 +174,7 @@ SUMMARY_DONE = "intake token:"
 
 def test_serve_logs_what_it_runs_with(tmp_path: Path) -> None:
     port = free_port()
-    with running(tmp_path, "serve", "--port", str(port), "--no-scheduler", ready="Application startup complete",
+    with running(tmp_path, "serve", "--port", str(port), "--no-scheduler", ready="Uvicorn running on",
                  SLABOT_INTAKE_TOKEN=TOKEN, SLACK_BOT_TOKEN="xoxb-1", SLACK_SIGNING_SECRET="s3cret",
                  SLACK_API_URL="http://127.0.0.1:9/api/", SLABOT_PUBLIC_URL="https://slabot.example.com") as served:
         text = "\n".join(served.stop())
@@ -205,7 +205,7 @@ def test_json_logs_after_a_real_handoff_carry_ids_and_no_personal_data(tmp_path:
     body = json.loads(EXAMPLE_LEAD.read_text())
     port = free_port()
     with FakeSlack() as fake, running(
-            tmp_path, "serve", "--port", str(port), ready="Application startup complete",
+            tmp_path, "serve", "--port", str(port), ready="Uvicorn running on",
             SLABOT_INTAKE_TOKEN=TOKEN, SLACK_BOT_TOKEN="xoxb-1", SLACK_SIGNING_SECRET="s3cret",
             SLACK_API_URL=fake.base_url, SLABOT_LOG_FORMAT="json", SLABOT_LOG_LEVEL="DEBUG") as served:
         response = httpx.post(f"http://127.0.0.1:{port}/api/v1/leads", json=body,
