@@ -46,6 +46,22 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def wait_until_listening(process: subprocess.Popen[bytes], port: int, log_path: str, *, within: float) -> None:
+    """Wait until the server process accepts connections on `port`; kill it and raise with its log's tail
+    if it exits or does not listen within `within` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                err = Path(log_path).read_text(errors="replace")
+                raise RuntimeError(f"server did not start: {err[-2000:]}") from None
+            time.sleep(0.05)
+
+
 @contextmanager
 def serve(env: dict[str, str], *args: str) -> Iterator[str]:
     """`slabot serve` in its own process (so the load generator does not share its GIL)."""
@@ -55,16 +71,7 @@ def serve(env: dict[str, str], *args: str) -> Iterator[str]:
     process = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", "--port", str(port), *args],
                                env=environment, cwd=ROOT, stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                err = Path(log.name).read_text(errors="replace")
-                raise RuntimeError(f"server did not start: {err[-2000:]}") from None
-            time.sleep(0.05)
+    wait_until_listening(process, port, log.name, within=30)
     try:
         yield url
     finally:

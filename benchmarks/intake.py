@@ -13,7 +13,6 @@ import asyncio
 import gc
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,7 +24,7 @@ from typing import Any
 
 import aiohttp
 
-from benchmarks.common import EXAMPLE_AGREEMENT, EXAMPLE_LEAD, ROOT, Row, free_port, percentile
+from benchmarks.common import EXAMPLE_AGREEMENT, EXAMPLE_LEAD, ROOT, Row, free_port, percentile, wait_until_listening
 
 TOKEN = "bench-token-of-at-least-32-characters"   # serve refuses shorter ones
 SERVER_CORE, LOAD_CORE = 0, 1
@@ -49,17 +48,7 @@ def server(command: list[str], env: dict[str, str], port: int, *, pin: bool = Tr
     log = tempfile.NamedTemporaryFile(prefix="slabot-bench-", suffix=".log", delete=False)  # noqa: SIM115
     process = subprocess.Popen([*(pinned(SERVER_CORE) if pin else []), *command], env={**os.environ, **env}, cwd=ROOT,
                                stdout=log, stderr=log)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise RuntimeError(f"server did not start: {Path(log.name).read_text(errors='replace')[-2000:]}") \
-                    from None
-            time.sleep(0.05)
+    wait_until_listening(process, port, log.name, within=60)
     try:
         yield f"http://127.0.0.1:{port}", process.pid
     finally:
