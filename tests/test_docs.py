@@ -4,6 +4,7 @@ setting, field or key without its line in the docs fails here, with what to add.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any, get_args, get_origin
@@ -12,6 +13,7 @@ import click
 from pydantic import BaseModel
 
 from bot.cli import main as slabot
+from bot.http.app import create_app
 from bot.services import Services
 from bot.settings import Settings
 from commands.intake import handoff
@@ -119,3 +121,16 @@ def test_every_status_key_is_documented(services: Services) -> None:
     missing = [f"{section}.{key}" for section, names in expected.items() for key in sorted(names)
                if f"`{key}`" not in doc.get(section, "")]
     assert missing == [], f"docs/status.md does not describe: {', '.join(missing)}"
+
+
+def test_the_status_example_is_the_real_answer(services: Services) -> None:
+    """docs/status.md's example and the one /docs shows are what slabot answers for the example lead
+    handed off at 10:00 New York time and untouched an hour later, to the last key."""
+    handoff(services.ctx, LeadIn.model_validate_json(EXAMPLE_LEAD.read_text()))
+    real = services.status(as_of=T0.replace(hour=16)).model_dump(mode="json")
+    block = re.search(r"```json\n(.*?)```", sections(DOCS / "status.md")["Example"], flags=re.S)
+    assert block is not None, "docs/status.md's Example section has no JSON block"
+    assert json.loads(block.group(1)) == real
+    schema = create_app(services).openapi()
+    shown = schema["paths"]["/api/v1/status"]["get"]["responses"]["200"]["content"]["application/json"]["example"]
+    assert shown == real

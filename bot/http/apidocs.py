@@ -11,6 +11,7 @@ Swagger UI and ReDoc are served from the fastapi-offline package's files under /
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -161,16 +162,9 @@ def errors(*codes: int, **descriptions: str) -> dict[int | str, dict[str, Any]]:
 
 #: The body of `GET /api/v1/status` (docs/status.md): the typed model storage.metrics produces.
 STATUS_MODEL = Status
-#: A few of its numbers, as an example next to the schema.
-STATUS_EXAMPLE = {
-    "as_of": "2026-11-24T15:00:00Z",
-    "period": {"start": "2026-11-01T05:00:00Z", "end": "2026-12-01T06:00:00Z", "elapsed": 0.79},
-    "marketing": {"workable": 112, "goal": 200, "pace": 0.71, "projected": 142, "value": 98000,
-                  "value_goal": 250000, "nurture": 37, "by_source": {"webinar": 40}, "per_rep": {"ana": 22}},
-    "sales": {"cohort": 104, "worked_pct": 0.93, "within_sla_pct": 0.81, "speed_to_lead_p50": 11.0,
-              "speed_to_lead_p90": 95.0, "attempts_per_lead": 4.2, "connect_rate": 0.31,
-              "opportunity_rate": 0.12, "pipeline_value": 310000, "open_breaches": 3},
-}
+#: The whole answer for the example agreement's example lead, an hour after its hand-off (the same
+#: JSON as docs/status.md's example; tests/test_docs.py checks both against the real computation).
+STATUS_EXAMPLE: dict[str, Any] = json.loads(Path(__file__).with_name("status_example.json").read_text("utf-8"))
 
 
 # --- the docs pages --------------------------------------------------------------------------
@@ -212,6 +206,11 @@ def install(app: FastAPI) -> None:
                 for key, value in {**body.pop("$defs", {}), name: body}.items():
                     if components.setdefault(key, value) != value:
                         raise RuntimeError(f"two different OpenAPI schemas are named {key}")
+            # FastAPI drops every null from the schema it generates, examples included: put the
+            # status example back whole, so /docs shows `"speed_to_lead_p50": null` and the rest.
+            status = schema.get("paths", {}).get("/api/v1/status", {}).get("get")
+            if status is not None:
+                status["responses"]["200"]["content"]["application/json"]["example"] = STATUS_EXAMPLE
         return app.openapi_schema or generate()
 
     app.openapi = openapi  # type: ignore[method-assign]
