@@ -12,16 +12,15 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from slack_bolt.adapter.fastapi.async_handler import AsyncSlackRequestHandler
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.adapter.starlette.async_handler import to_async_bolt_request, to_starlette_response
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_sdk.signature import SignatureVerifier
-from starlette.types import Message
 
 from bot.http.api import read_body
 from bot.services import Services
-from bot.slack.inbound import malformed
+from bot.slack import inbound
 from bot.slack.listeners import SlackListeners
 from bot.slack.transport import SlackTransport, make_client
 
@@ -80,20 +79,6 @@ class SlackIntegration:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _replay(request: Request, body: bytes) -> Request:
-    """The same request with its body already read (and size-checked) by us."""
-    sent = False
-
-    async def receive() -> Message:
-        nonlocal sent
-        if sent:
-            return {"type": "http.disconnect"}
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return Request(request.scope, receive)
-
-
 @contextlib.contextmanager
 def _without_spurious_token_warning(logger: logging.Logger) -> Iterator[None]:
     """Bolt reads SLACK_BOT_TOKEN from the environment on its own and, finding it beside the
@@ -140,21 +125,30 @@ def install(app: FastAPI, services: Services) -> SlackTransport:
     listeners = SlackListeners(services)
     listeners.transport_client = client
     listeners.register(bolt)
-    handler = AsyncSlackRequestHandler(bolt)
     limit = settings.max_body_bytes
 
     # None in Socket Mode alone: the HTTP route below is then not served at all.
     verifier = SignatureVerifier(secret) if secret else None
 
     async def slack_events(request: Request) -> Response:
-        # Bounded before Bolt parses anything: 413 over the limit, then Bolt checks the signature.
+        # Bounded before Bolt parses anything: 413 over the limit.
         body = await read_body(request, limit)
-        # Signed but malformed: a 400 saying what is wrong, never a listener's 500.
-        if verifier is not None and verifier.is_valid_request(body, dict(request.headers)):
-            problem = malformed(body, request.headers.get("content-type", ""))
-            if problem is not None:
-                return JSONResponse({"error": problem}, status_code=400)
-        return await handler.handle(_replay(request, body))
+        # Bolt parses the body once, here; its parse is what is checked below and what the
+        # listeners get. A body it cannot parse at all (not UTF-8, not JSON, not an object) is
+        # no request Bolt could answer.
+        try:
+            bolt_request = to_async_bolt_request(request, body)
+        except Exception:  # noqa: BLE001 - whatever Bolt's parser raised, the body is unreadable
+            bolt_request = None
+        problem = inbound.unreadable(body, request.headers.get("content-type", "")) if bolt_request is None \
+            else inbound.problem(bolt_request.body, bolt_request.raw_body, bolt_request.content_type)
+        # Signed but malformed: a 400 saying what is wrong, never a listener's 500. The signature
+        # is checked here only then; Bolt checks it on every request it routes (401 if forged).
+        if problem is not None and verifier is not None and verifier.is_valid_request(body, dict(request.headers)):
+            return JSONResponse({"error": problem}, status_code=400)
+        if bolt_request is None:
+            return JSONResponse({"error": "invalid request"}, status_code=401)
+        return to_starlette_response(await bolt.async_dispatch(bolt_request))
 
     if secret is not None:
         app.add_api_route(EVENTS_PATH, slack_events, methods=["POST"], include_in_schema=False)

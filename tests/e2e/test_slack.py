@@ -789,6 +789,17 @@ async def test_bad_signature_stale_timestamp_and_oversized_body(slack: Slack) ->
     assert slack.fake.calls_to("views.publish") == []
 
 
+async def test_a_malformed_body_with_a_bad_signature_is_refused_as_unsigned(slack: Slack) -> None:
+    """What is wrong with a body is said only to Slack: a forged one, readable or not, is a 401."""
+    for body, content_type in ((b"{not json", sh.JSON), (b"[]", sh.JSON), (b"payload=%7Bnot", sh.FORM),
+                               (b"payload=%5B%5D", sh.FORM), (b"payload=%FF%FE", sh.FORM),
+                               (b"payload=%7B%7D", sh.FORM), (b'{"type": "event_callback"}', sh.JSON)):
+        forged = await slack.http.post("/slack/events", content=body, headers=sh.signed_headers(
+            body, content_type=content_type, secret="not-the-secret"))
+        assert forged.status_code == 401, (body, forged.text)
+        assert "JSON" not in forged.text and "payload" not in forged.text
+
+
 async def test_url_verification_challenge(slack: Slack) -> None:
     body = (sh.PAYLOADS / "url_verification.json").read_bytes()
     challenge = json.loads(body)["challenge"]
