@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
 from commands.context import Context
 from commands.notification import notify_person
@@ -13,7 +14,7 @@ from sla.deadlines import LeadClock
 from sla.lifecycle import State
 from sla.routing import RepLoad, choose_rep
 from storage.db import Session
-from storage.leads import add_event, iso
+from storage.leads import add_event, iso, set_values
 from storage.routing import last_rep, last_reps, rep_counts, save_cursor, save_cursors
 from storage.tables import Lead
 
@@ -110,19 +111,14 @@ def set_owner(session: Session, ctx: Context, lead: Lead, team: Team, now: datet
     else:
         rep_key, chosen_because = (routing or Routing(session, ctx, now)).choose(team, exclude)
         reason = (f"{why}; " if why else "") + chosen_because
-    if lead.owner and lead.owner not in lead.previous_owners:
-        lead.previous_owners = [*lead.previous_owners, lead.owner]
-    lead.owner = rep_key
-    lead.owner_since = now
-    lead.owner_seq = (lead.owner_seq or 0) + 1
-    lead.routing_reason = reason[:500]
-    lead.state = State.ROUTED
-    lead.is_open = True
-    lead.claimed_at = None
-    lead.nudge_steps_done = 0
     assert lead.tier is not None
-    lead.first_touch_due = ctx.clocks.first_touch_due(lead.tier, now)
-    lead.claim_due = ctx.clocks.claim_due(now)
+    values: dict[str, Any] = {"owner": rep_key, "owner_since": now, "owner_seq": (lead.owner_seq or 0) + 1,
+              "routing_reason": reason[:500], "state": State.ROUTED, "is_open": True, "claimed_at": None,
+              "nudge_steps_done": 0, "first_touch_due": ctx.clocks.first_touch_due(lead.tier, now),
+              "claim_due": ctx.clocks.claim_due(now)}
+    if lead.owner and lead.owner not in lead.previous_owners:
+        values["previous_owners"] = [*lead.previous_owners, lead.owner]
+    set_values(lead, values)
     refresh_next_check(ctx, lead)
     return reason
 
@@ -149,4 +145,4 @@ def lead_clock(lead: Lead) -> LeadClock:
 
 def refresh_next_check(ctx: Context, lead: Lead) -> None:
     due = ctx.clocks.next_due(lead_clock(lead)) if lead.is_open and lead.tier else None
-    lead.next_check_at = due.at if due else None
+    set_values(lead, {"next_check_at": due.at if due else None})

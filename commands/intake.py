@@ -31,6 +31,7 @@ from storage.leads import (
     iso,
     known_identities,
     new_lead,
+    set_values,
 )
 from storage.receipts import record_receipt
 from storage.tables import Lead
@@ -157,15 +158,13 @@ def _new_leads(session: Session, ctx: Context, items: list[Handoff], now: dateti
     them meanwhile), they go one by one instead."""
     if not items:
         return []
-    if len(items) == 1:
-        return [_one(session, ctx, items[0], now, routing, channels)]
     try:
         with session.begin_nested():
             routing.defer_cursors()
             built = [_build(session, ctx, item.lead, item.idempotency_key, now, routing) for item in items]
             routing.save_cursors()
             for (lead, *_), lead_id in zip(built, insert_leads(session, leads=[b[0] for b in built]), strict=True):
-                lead.id = lead_id
+                set_values(lead, {"id": lead_id})
             with event_batch(session):
                 for item, (lead, decision, experiment, team, reason) in zip(items, built, strict=True):
                     _record(session, ctx, lead, item.actor, now, decision, experiment, team, reason, channels)
@@ -259,7 +258,7 @@ def _new_lead(session: Session, ctx: Context, lead_in: LeadIn, idempotency_key: 
               now: datetime, actor: str, routing: Routing, channels: dict[tuple[str, str], str | None]) -> Lead:
     lead, decision, experiment, team, reason = _build(session, ctx, lead_in, idempotency_key, now, routing)
     # Intake is the hot path (hundreds a second): one Core INSERT (storage.leads.insert_lead).
-    lead.id = insert_lead(session, lead=lead)
+    set_values(lead, {"id": insert_lead(session, lead=lead)})
     _record(session, ctx, lead, actor, now, decision, experiment, team, reason, channels)
     return lead
 
@@ -288,9 +287,9 @@ def _build(session: Session, ctx: Context, lead_in: LeadIn, idempotency_key: str
     reason = ""
     if team is not None:
         # Route before the INSERT, so the lead is written once with its owner and deadlines.
-        lead.team, lead.routed_at = team.key, now
+        set_values(lead, {"team": team.key, "routed_at": now})
         reason = set_owner(session, ctx, lead, team, now, exclude=frozenset(), actor="system", routing=routing)
-        lead.sla_due = lead.first_touch_due
+        set_values(lead, {"sla_due": lead.first_touch_due})
     return lead, decision, experiment, team, reason
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import sqlalchemy as sa
 from pydantic_core import PydanticUndefined
 from sqlalchemy.orm import instrumentation
-from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.attributes import instance_state, set_committed_value
 from sqlmodel import Session, col, select
 
 from storage.db import affected
@@ -25,6 +25,8 @@ _EVENT_TABLE: sa.Table = LeadEvent.__table__  # type: ignore[attr-defined]
 _INSERT_EVENT = _EVENT_TABLE.insert()
 _INSERT_LEAD = _LEAD_TABLE.insert().returning(_LEAD_TABLE.c.id)
 _INSERT_LEADS = _LEAD_TABLE.insert().returning(_LEAD_TABLE.c.id, sort_by_parameter_order=True)
+#: SQLite: one multi-row INSERT ... RETURNING id, in whatever order SQLite returns them (see insert_leads).
+_INSERT_LEADS_UNORDERED = _LEAD_TABLE.insert().returning(_LEAD_TABLE.c.id)
 _LEAD_COLUMNS = [c.name for c in _LEAD_TABLE.columns if c.name != "id"]
 #: Where `event_batch` collects the events of a session until it writes them in one executemany.
 _EVENT_BUFFER = "slabot.event_buffer"
@@ -61,6 +63,20 @@ def new_lead(**values: Any) -> Lead:
     return lead
 
 
+def set_values(lead: Lead, values: dict[str, Any]) -> None:
+    """Write these values to the lead. A new lead not written yet (built by `new_lead`, in no session:
+    `insert_lead(s)` writes it) takes them straight into its dict, as `new_lead` does: there is no
+    change to track, and the ORM's attribute set costs more than the INSERT's share; any other lead
+    through its attributes, so the session tracks and flushes them."""
+    state = instance_state(lead)
+    if state.key is None and state.session_id is None:
+        lead.__dict__.update(values)
+        lead.__pydantic_fields_set__.update(values)
+        return
+    for name, value in values.items():
+        setattr(lead, name, value)
+
+
 def insert_lead(session: Session, *, lead: Lead) -> int:
     """Write a new lead in one Core INSERT and return its id. Intake is the hot path (hundreds a
     second): the statement is built and compiled once, with the values as parameters (an ORM flush
@@ -72,10 +88,28 @@ def insert_lead(session: Session, *, lead: Lead) -> int:
 def insert_leads(session: Session, *, leads: Sequence[Lead]) -> list[int]:
     """Write new leads in one executemany (multi-row INSERT ... RETURNING id, ids in the order of
     `leads`) and return their ids."""
-    rows = [{name: getattr(lead, name) for name in _LEAD_COLUMNS} for lead in leads]
+    rows = [_row(lead) for lead in leads]
+    connection = session.connection()
     if len(rows) == 1:
-        return [int(session.connection().execute(_INSERT_LEAD, rows[0]).scalar_one())]
-    return [int(i) for i in session.connection().execute(_INSERT_LEADS, rows).scalars().all()]
+        return [int(connection.execute(_INSERT_LEAD, rows[0]).scalar_one())]
+    if connection.dialect.name == "sqlite":
+        # SQLAlchemy cannot promise RETURNING's order on SQLite, so `sort_by_parameter_order` would
+        # send one INSERT per row. The writer holds the database's write lock (BEGIN IMMEDIATE) and
+        # the rows go in in the order of their VALUES, each taking the next rowid (INTEGER PRIMARY
+        # KEY: the largest plus one), so the ids in ascending order are the ids of `leads` in order.
+        ids = sorted(int(i) for i in connection.execute(_INSERT_LEADS_UNORDERED, rows).scalars().all())
+    else:
+        ids = [int(i) for i in connection.execute(_INSERT_LEADS, rows).scalars().all()]
+    if len(ids) != len(rows):
+        raise RuntimeError(f"{len(rows)} leads were written but {len(ids)} ids came back")
+    return ids
+
+
+def _row(lead: Lead) -> dict[str, Any]:
+    """The lead's column values for an INSERT: read from the instance's dict (a lead built by
+    `new_lead` holds every column there; the ORM's attribute access costs more than the write)."""
+    values = lead.__dict__
+    return {name: values[name] if name in values else getattr(lead, name) for name in _LEAD_COLUMNS}
 
 
 def known_identities(session: Session, *, external_ids: Iterable[str],

@@ -3,24 +3,52 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
 from storage.db import upsert
 from storage.tables import Lead, RepStatus, RoutingCursor
+
+_LEAD: sa.Table = Lead.__table__  # type: ignore[attr-defined]
+_STATUS: sa.Table = RepStatus.__table__  # type: ignore[attr-defined]
+_CURSOR: sa.Table = RoutingCursor.__table__  # type: ignore[attr-defined]
+# Routing reads these once per batch of handoffs: built once, with the lists as expanding parameters
+# (building and caching a statement per call cost more than running it).
+_REPS: sa.BindParameter[str] = sa.bindparam("reps", expanding=True)
+_OPEN_COUNTS = (sa.select(_LEAD.c.owner, sa.func.count()).where(_LEAD.c.owner.in_(_REPS), _LEAD.c.is_open.is_(True))
+                .group_by(_LEAD.c.owner))
+_WEEK_COUNTS = (sa.select(_LEAD.c.owner, sa.func.count())
+                .where(_LEAD.c.owner.in_(_REPS), _LEAD.c.owner_since >= sa.bindparam("week_start"))
+                .group_by(_LEAD.c.owner))
+_AWAY = sa.select(_STATUS.c.rep, _STATUS.c.away, _STATUS.c.away_until).where(_STATUS.c.rep.in_(_REPS))
+_CURSORS = (sa.select(_CURSOR.c.team, _CURSOR.c.last_rep)
+            .where(_CURSOR.c.team.in_(sa.bindparam("teams", expanding=True))).order_by(_CURSOR.c.team))
+_CURSORS_LOCKED = _CURSORS.with_for_update()
+
+
+def _save_cursors_statement(insert: postgresql.Insert | sqlite.Insert) -> Any:
+    return insert.on_conflict_do_update(index_elements=["team"], set_={
+        "last_rep": insert.excluded.last_rep, "updated_at": insert.excluded.updated_at})
+
+
+_SAVE_CURSORS = {"postgresql": _save_cursors_statement(postgresql.insert(_CURSOR)),
+                 "sqlite": _save_cursors_statement(sqlite.insert(_CURSOR))}
+_MAKE_CURSORS = postgresql.insert(_CURSOR).on_conflict_do_nothing(index_elements=["team"])
+
+
+def _autoflush(session: Session) -> None:
+    """What the ORM does before a query of its own: these Core reads must see the session's changes too."""
+    if session.autoflush:
+        session.flush()
 
 
 def last_rep(session: Session, *, team: str, now: datetime, lock: bool) -> str | None:
     """The team's round-robin cursor. With `lock`, held for this transaction (SQLite: BEGIN
     IMMEDIATE already serializes writers; PostgreSQL: the cursor's row lock, the row made first)."""
-    query = select(RoutingCursor.last_rep).where(col(RoutingCursor.team) == team)
-    if lock and session.get_bind().dialect.name == "postgresql":
-        upsert(session, RoutingCursor, {"team": team, "last_rep": None, "updated_at": now}, keys=("team",))
-        query = query.with_for_update()
-    last: str | None = session.execute(query).scalars().first()
-    return last
+    return last_reps(session, teams=[team], now=now, lock=lock)[team]
 
 
 def last_reps(session: Session, *, teams: list[str], now: datetime, lock: bool) -> dict[str, str | None]:
@@ -28,18 +56,18 @@ def last_reps(session: Session, *, teams: list[str], now: datetime, lock: bool) 
     the rows are made first and locked in team order, so two writers locking overlapping teams
     queue behind each other instead of deadlocking."""
     keys = sorted(set(teams))
-    query = (select(RoutingCursor.team, RoutingCursor.last_rep).where(col(RoutingCursor.team).in_(keys))
-             .order_by(col(RoutingCursor.team)))
-    if lock and session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update()
-        found = {str(team): rep for team, rep in session.execute(query).all()}
+    _autoflush(session)
+    connection = session.connection()
+    query = _CURSORS
+    if lock and connection.dialect.name == "postgresql":
+        query = _CURSORS_LOCKED
+        found = {str(team): rep for team, rep in connection.execute(query, {"teams": keys}).all()}
         missing = [t for t in keys if t not in found]
         if not missing:
             return {team: found[team] for team in keys}
         # Teams routed to for the first time: make their rows, then lock them all in order.
-        insert = postgresql.insert(RoutingCursor).on_conflict_do_nothing(index_elements=["team"])
-        session.connection().execute(insert, [{"team": t, "last_rep": None, "updated_at": now} for t in missing])
-    found = {str(team): rep for team, rep in session.execute(query).all()}
+        connection.execute(_MAKE_CURSORS, [{"team": t, "last_rep": None, "updated_at": now} for t in missing])
+    found = {str(team): rep for team, rep in connection.execute(query, {"teams": keys}).all()}
     return {team: found.get(team) for team in keys}
 
 
@@ -47,12 +75,9 @@ def save_cursors(session: Session, *, cursors: dict[str, str], now: datetime) ->
     """Several teams' cursors in one executemany (a batch of handoffs)."""
     if not cursors:
         return
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    insert = dialect.insert(RoutingCursor)
-    statement = insert.on_conflict_do_update(index_elements=["team"], set_={
-        "last_rep": insert.excluded.last_rep, "updated_at": insert.excluded.updated_at})
-    session.connection().execute(statement, [{"team": team, "last_rep": rep, "updated_at": now}
-                                             for team, rep in sorted(cursors.items())])
+    connection = session.connection()
+    connection.execute(_SAVE_CURSORS["postgresql" if connection.dialect.name == "postgresql" else "sqlite"],
+                       [{"team": team, "last_rep": rep, "updated_at": now} for team, rep in sorted(cursors.items())])
 
 
 def save_cursor(session: Session, *, team: str, rep: str, now: datetime) -> None:
@@ -83,12 +108,10 @@ def rep_counts(session: Session, *, reps: list[str], week_start: datetime,
                now: datetime) -> dict[str, tuple[bool, int, int]]:
     """Per rep: (away, open leads, leads assigned since `week_start`). Two counts, each driven by an
     index on (owner, ...), so the cost follows the reps' current load, never their history."""
-    open_counts = dict(session.execute(
-        select(Lead.owner, sa.func.count()).where(col(Lead.owner).in_(reps), col(Lead.is_open).is_(True))
-        .group_by(col(Lead.owner))).all())
-    week_counts = dict(session.execute(
-        select(Lead.owner, sa.func.count()).where(col(Lead.owner).in_(reps), col(Lead.owner_since) >= week_start)
-        .group_by(col(Lead.owner))).all())
-    away = {s.rep for s in session.execute(select(RepStatus).where(col(RepStatus.rep).in_(reps)))
-            .scalars() if is_away(s, now)}
+    _autoflush(session)
+    connection = session.connection()
+    open_counts: dict[str, int] = dict(connection.execute(_OPEN_COUNTS, {"reps": reps}).all())
+    week_counts: dict[str, int] = dict(connection.execute(_WEEK_COUNTS, {"reps": reps, "week_start": week_start}).all())
+    away = {rep for rep, is_set, until in connection.execute(_AWAY, {"reps": reps})
+            if is_set and (until is None or until > now)}
     return {k: (k in away, int(open_counts.get(k, 0)), int(week_counts.get(k, 0))) for k in reps}
