@@ -25,9 +25,10 @@ from bot.presentation.presenters import lead_card
 from bot.services import Services
 from commands import desk as people
 from commands import labels
-from commands.actions import ActionRequest, perform
+from commands.actions import ActionRequest
 from commands.context import Actor
 from commands.digest import digest_chart
+from commands.interaction import act as interact
 from commands.labels import local_time
 from sla.agreement import AgreementError, load_agreement
 from sla.lifecycle import Action, State
@@ -420,7 +421,12 @@ class Desk:
         return session, actor, view
 
     async def act(self, request: Request, lead_id: int) -> Response:
-        """A button on the desk: the same command as a chat click, then the chat card through the outbox."""
+        """A button on the desk is a click like one in Slack or Teams: the same interaction service
+        (commands.interaction) authorizes it against the lead as it is now, performs it with the
+        same compare-and-set and queues the chat cards' update through the outbox. The desk then
+        shows the lead as it is and says what happened, in the words chat uses (a refusal
+        included); a desk page that was out of date is refused like a stale card, and the page it
+        leads to is the refreshed one."""
         form = await self._form(request)
         try:
             session, actor, view = self._checked(request, form)
@@ -434,11 +440,11 @@ class Desk:
             return self.denied(exc)
         except (ValueError, KeyError, TypeError):
             return self.denied(Denied(422, "Not an action", "That button is not one slabot knows."))
-        outcome = await anyio.to_thread.run_sync(lambda: perform(self.ctx, ActionRequest(
+        acted = await anyio.to_thread.run_sync(lambda: interact(self.ctx, ActionRequest(
             lead_id=payload.lead_id, action=payload.action, actor=actor, version=payload.version,
             reason=payload.reason, amount=payload.amount, to_rep=payload.to_rep)))
         self.services.wake_worker()
-        session.flash = outcome.text
+        session.flash = acted.outcome.text
         response = RedirectResponse(f"/desk/leads/{lead_id}", status_code=303)
         sessions.write(self.config, response, session)
         return response
