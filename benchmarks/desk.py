@@ -6,9 +6,10 @@ TestClient), so the time is the server's: routing, the session check, the querie
 rendering, without a network. Signed in as the sales VP (everything: the largest pages), as of END.
 Median of RUNS after one untimed warm-up call.
 
-- `GET /desk`: the status numbers (the same `status()` as the API, computed once per page: the
-  row counts the calls and misses if there are more), the cumulative chart's SQL, the
-  speed-to-lead histogram, both SVG charts and the page;
+- `GET /desk`: the status numbers (the same `status()` as the API) twice per page: as of now, and
+  as of the previous period (commands/changes.py) for each figure's change from it. The row counts
+  the calls and misses if there are more than STATUS_PER_OVERVIEW (a third would be a regression);
+  then the cumulative chart's SQL, the speed-to-lead histogram, both SVG charts and the page;
 - `GET /desk/leads`: the newest 50 leads (keyset pagination) and `?after=` a page deep in history;
 - `GET /desk/leads?flag=at_risk`: the open untouched leads nearest their deadline first.
 """
@@ -41,6 +42,9 @@ from storage.tables import Lead
 RUNS = 7
 #: DESIGN.md 5: "desk overview and leads page, 1,000,000 leads: < 200 ms server time".
 TARGET_MS = 200.0
+#: The overview's `status()` computations: the period shown and the previous period (each figure's
+#: change from it needs the numbers as they stood then; no cache, so both are exact).
+STATUS_PER_OVERVIEW = 2
 
 
 def _median_ms(client: TestClient, path: str) -> tuple[float, float]:
@@ -109,12 +113,13 @@ def run(quick: bool = False) -> list[Row]:
                 raise RuntimeError("/desk did not answer")
         for label, path in pages:
             median, worst = _median_ms(client, path)
-            once = path != "/desk" or calls[0] == 1
-            share = (f"; status() alone {statistics.median(numbers):.0f} ms, computed {calls[0]}x per page"
-                     if path == "/desk" else "")
+            counted = path != "/desk" or calls[0] <= STATUS_PER_OVERVIEW
+            share = (f"; status() alone {statistics.median(numbers):.0f} ms, computed {calls[0]}x per page "
+                     f"(this period and the previous one)" if path == "/desk" else "")
             rows.append(Row(f"{label}, {total:,} leads of history",
                             f"median {median:.0f} ms (max {worst:.0f}) of {RUNS}, server time{share}{load.note()}",
-                            f"< {TARGET_MS:.0f} ms" + (", status() once" if path == "/desk" else ""),
-                            median < TARGET_MS and once))
+                            f"< {TARGET_MS:.0f} ms" + (f", status() at most {STATUS_PER_OVERVIEW}x"
+                                                       if path == "/desk" else ""),
+                            median < TARGET_MS and counted))
     db.dispose()
     return rows

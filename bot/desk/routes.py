@@ -6,6 +6,7 @@ import csv
 import io
 import secrets
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,8 @@ from bot.desk.session import DeskConfig, DeskSession
 from bot.presentation.cards import ActionPayload
 from bot.presentation.presenters import lead_card
 from bot.services import Services
+from commands import changes, labels
 from commands import desk as people
-from commands import labels
 from commands.actions import ActionRequest
 from commands.context import Actor
 from commands.digest import digest_chart
@@ -160,15 +161,21 @@ class Desk:
             return self.denied(exc)
         except ValueError:
             return self.denied(Denied(422, "Not a date", "Pick a date like 2026-11-30."))
-        numbers = self.status(view.scope, instant)
-        team = view.scope.partition(":")[2] or None
         calendar = self.ctx.calendar
-        start, _ = calendar.month_bounds(instant)
-        with self.ctx.db.read() as db:
-            days, actual, goal = digest_chart(db, self.ctx, as_of=instant, team=team,
-                                              goal_total=numbers["marketing"]["goal"])
-            speeds = queries.speed_distribution(db, start=start, as_of=instant,
-                                                teams=[team] if team else view.teams)
+        # Each figure's change from the previous period (commands/changes.py says which instant):
+        # its numbers are computed beside this period's, on a connection of their own.
+        previous = changes.previous_as_of(calendar, instant)
+        with ThreadPoolExecutor(1, thread_name_prefix="desk-previous") as pool:
+            before_later = pool.submit(self.status, view.scope, previous.as_of) if self._side_by_side else None
+            numbers = self.status(view.scope, instant)
+            team = view.scope.partition(":")[2] or None
+            start, _ = calendar.month_bounds(instant)
+            with self.ctx.db.read() as db:
+                days, actual, goal = digest_chart(db, self.ctx, as_of=instant, team=team,
+                                                  goal_total=numbers["marketing"]["goal"])
+                speeds = queries.speed_distribution(db, start=start, as_of=instant,
+                                                    teams=[team] if team else view.teams)
+            before = before_later.result() if before_later else self.status(view.scope, previous.as_of)
         month = f"{calendar.local(instant):%B %Y}"
         values: dict[str, Any] = dict(
             actor=actor, view=view, s=numbers, period=period if not as_of else "date", as_of_text=as_of or "",
@@ -177,9 +184,20 @@ class Desk:
             speed_chart=charts.distribution(SPEED_LABELS, speeds, title=f"Speed to lead, {month}"),
             rep_names={r.key: r.name for r in self.ctx.agreement.all_reps()}, local=self._local,
             currency=self.ctx.agreement.currency, money=self._money, refresh=self.config.refresh_seconds,
+            delta=changes.changes(numbers, before, currency=self.ctx.agreement.currency),
+            previous_as_of=before["as_of"],
+            previous_text=changes.describe(calendar, previous, local_time(self.ctx, previous.as_of)),
+            sources=changes.keys_of(numbers["marketing"]["by_source"], before["marketing"]["by_source"]),
+            reasons=changes.keys_of(numbers["rejected"]["by_reason"], before["rejected"]["by_reason"]),
         )
         fragment = request.headers.get("x-desk-fragment") == "1"
         return self.render("overview_live.html" if fragment else "overview.html", session=session, **values)
+
+    @property
+    def _side_by_side(self) -> bool:
+        """Two read transactions at once need two connections: not an in-memory SQLite database,
+        whose sessions share its one connection (storage/db.py)."""
+        return self.ctx.db.url not in ("sqlite://", "sqlite:///:memory:")
 
     def status(self, scope: str, as_of: datetime) -> dict[str, Any]:
         """The numbers of GET /api/v1/status, as its JSON (typed model or dict alike)."""

@@ -67,6 +67,23 @@ def figures(html: str) -> dict[str, Any]:
     return {key: json.loads(value.replace("&#34;", '"').replace("&quot;", '"')) for key, value in found}
 
 
+def changes(html: str) -> dict[str, tuple[Any, str]]:
+    """Every change the overview shows: figure key -> (its previous value (JSON), the words shown)."""
+    found = re.findall(r'data-change="([^"]+)" data-previous="([^"]*)">([^<]*)<', html)
+    return {key: (json.loads(value.replace("&#34;", '"').replace("&quot;", '"')), text)
+            for key, value, text in found}
+
+
+def previous_value(status: dict[str, Any], key: str) -> Any:
+    """A figure's value in a status JSON; a breakdown's missing key (a source, a reason, a rep) is 0."""
+    value: Any = status
+    for part in key.split("."):
+        if part not in value:
+            return 0
+        value = value[part]
+    return value
+
+
 def status_value(status: dict[str, Any], key: str) -> Any:
     value: Any = status
     for part in key.split("."):

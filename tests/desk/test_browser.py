@@ -1,6 +1,9 @@
 """The desk in a real browser: Debian's chromium driven by Selenium through chromium-driver (CI
-installs both with apt-get). Each test keeps a screenshot of every page it visits under its tmp
-dir (`pytest --basetemp DIR` keeps them as artifacts).
+installs both with apt-get). Each test keeps a screenshot of every page it visits (overview, leads,
+at risk, lead, agreement, people, the sign-in confirm page and the refusals) as a test artifact:
+under `$SLABOT_TEST_ARTIFACTS/desk-screenshots/TEST/` when that is set (CI's `.ci/run` sets it to
+`ci-artifacts/` of the checkout it runs from, which outlives its throwaway clone), else under the
+test's tmp dir (`pytest --basetemp DIR` keeps them).
 
 Journeys: sign in through a one-time link, the overview's numbers against GET /api/v1/status,
 claim and log a call by clicking and see the Slack card updated on the fake Slack, a rep refused
@@ -38,7 +41,7 @@ from sla.agreement import Agreement
 from sla.clock import FixedClock
 from storage.db import Database
 from tests.conftest import T0, LiveServer
-from tests.desk.helpers import AUTH, desk_services, hand_off, status_value
+from tests.desk.helpers import AUTH, desk_services, hand_off, previous_value, status_value
 from tests.e2e import slack_helpers as sh
 from tests.fakes.slack_api import FakeSlack, SlackMessage
 
@@ -126,17 +129,25 @@ def fake() -> Iterator[FakeSlack]:
         yield server
 
 
+def screenshots(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    """Where a test's screenshots go (see the module's doc)."""
+    artifacts = os.environ.get("SLABOT_TEST_ARTIFACTS")
+    folder = Path(artifacts) / "desk-screenshots" / request.node.name if artifacts else tmp_path / "screenshots"
+    shutil.rmtree(folder, ignore_errors=True)   # only this run's pages
+    folder.mkdir(parents=True)
+    return folder
+
+
 @pytest.fixture
 def app_desk(db: Database, agreement: Agreement, clock: FixedClock, fake: FakeSlack, browser: WebDriver,
-             tmp_path: Path) -> Iterator[Desk]:
+             tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Desk]:
     services = desk_services(db, agreement, clock, slack_bot_token=sh.BOT_TOKEN,
                              slack_signing_secret=sh.SIGNING_SECRET, slack_api_url=fake.base_url)
     app = create_app(services, run_worker=True)
     transport = services.transports["slack"]
     assert isinstance(transport, SlackTransport)
     transport.post_interval = 0.05   # these tests are about behaviour, not Slack's pacing
-    shots = tmp_path / "screenshots"
-    shots.mkdir()
+    shots = screenshots(request, tmp_path)
     with LiveServer(app) as server:
         yield Desk(server, services, fake, browser, shots, app)
 
@@ -198,10 +209,22 @@ def test_the_overview_shows_the_status_api_numbers(app_desk: Desk) -> None:
         for element in shown:
             key = str(element.get_attribute("data-key"))
             assert json.loads(str(element.get_attribute("data-value"))) == status_value(api, key), key
+        # Each figure's change: its previous value is the API's as of the previous period.
+        compared = d.browser.find_element(By.CSS_SELECTOR, "[data-previous-as-of]")
+        before = httpx.get(f"{d.server.url}/api/v1/status", headers=AUTH, params={
+            "as_of": compared.get_attribute("data-previous-as-of"),
+            "scope": asof.get_attribute("data-scope")}).json()
+        changes = d.browser.find_elements(By.CSS_SELECTOR, "[data-change][data-previous]")
+        assert {e.get_attribute("data-key") for e in shown} <= {c.get_attribute("data-change") for c in changes}
+        for element in changes:
+            key = str(element.get_attribute("data-change"))
+            assert json.loads(str(element.get_attribute("data-previous"))) == previous_value(before, key), key
         d.shot("overview" + query.replace("?period=", "-"))
     d.open("/desk")
     workable = d.browser.find_element(By.CSS_SELECTOR, '[data-key="marketing.workable"]')
     assert workable.text.startswith("2 of ")
+    assert "Changes are against October 2026" in d.text()
+    assert d.browser.find_element(By.CSS_SELECTOR, '[data-change="marketing.workable"]').text == "▲ 2 from 0, better"
     chart = d.browser.find_element(By.CSS_SELECTOR, "svg.chart title")
     assert "Workable leads" in str(chart.get_attribute("textContent"))
     assert "2 workable leads so far" in str(d.browser.find_element(By.CSS_SELECTOR, "svg.chart desc")
@@ -218,6 +241,9 @@ def test_the_overview_refreshes_itself_while_open(app_desk: Desk) -> None:
     d.browser.execute_script("window.sameDocument = true")   # gone if the page were reloaded
     hand_off(d.server.url, email="kim@initech.example", name="Kim Lee", company="Initech", external_id="hs-2")
     d.wait(lambda b: b.find_element(By.CSS_SELECTOR, figure).text.startswith("2 of "))
+    # The change from the previous period follows (October had none).
+    d.wait(lambda b: b.find_element(By.CSS_SELECTOR, '[data-change="marketing.workable"]').text
+           == "▲ 2 from 0, better")
     assert d.browser.execute_script("return window.sameDocument") is True
     assert d.browser.find_element(By.ID, "who").text.startswith("Sam Ortiz")
 

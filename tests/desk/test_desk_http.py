@@ -14,9 +14,10 @@ import pytest
 from bot.services import Services
 from bot.settings import start_problems
 from commands import desk
+from commands.actions import set_away
 from storage.desk import LeadFilter, lead_page
 from tests.conftest import LiveServer, make_settings
-from tests.desk.helpers import AUTH, csrf_of, figures, hand_off, sign_in, status_value
+from tests.desk.helpers import AUTH, changes, csrf_of, figures, hand_off, previous_value, sign_in, status_value
 
 Live = tuple[LiveServer, Services]
 
@@ -40,6 +41,42 @@ def test_overview_numbers_equal_the_status_api(desk_live: Live) -> None:
             for key, value in shown.items():
                 assert value == status_value(api, key), key
         assert figures(client.get("/desk").text)["marketing.workable"] == 2
+
+
+def test_overview_shows_each_figures_change_from_the_previous_period(desk_live: Live) -> None:
+    server, services = desk_live
+    hand_off(server.url)
+    hand_off(server.url, email="kim@initech.example", name="Kim Lee", company="Initech",
+             external_id="hs-contact-2")
+    with httpx.Client(base_url=server.url) as client:
+        sign_in(client, services, server.url, "sales_vp")
+        for query, against in (("", "Changes are against October 2026 as of Mon Oct 26, 15:18 EDT, when the "
+                                    "same 80% of its business time had passed"),
+                               ("?period=last", "Changes are against the whole of September 2026"),
+                               ("?as_of=2026-11-20", "Changes are against October 2026 as of Fri Oct 23")):
+            page = client.get("/desk" + query)
+            assert page.status_code == 200 and against in page.text, query
+            previous = re.search(r'data-previous-as-of="([^"]+)"', page.text)
+            scope = re.search(r'data-scope="([^"]+)"', page.text)
+            assert previous is not None and scope is not None
+            api = httpx.get(f"{server.url}/api/v1/status", headers=AUTH,
+                            params={"as_of": previous.group(1), "scope": scope.group(1)}).json()
+            shown = changes(page.text)
+            # Every figure of both sides, and each rep's row, has its change next to it.
+            assert set(figures(page.text)) <= set(shown)
+            assert {"sales.per_rep.eve.worked_pct", "marketing.per_rep.eve", "sales.per_rep.ana.open_breaches"} \
+                <= set(shown)
+            for key, (value, _) in shown.items():
+                assert value == previous_value(api, key), (query, key)
+        # This month against October (no leads then); both leads came this month.
+        now = changes(client.get("/desk").text)
+        assert now["marketing.workable"][1] == "▲ 2 from 0, better"
+        assert now["sales.open_breaches"][1] == "= no change from 0"
+        assert now["marketing.nurture"][1] == "= no change from 0"
+        assert now["sales.worked_pct"][1] == "n/a then too"   # no lead's deadline has passed yet
+        # The page refreshing itself (the fragment) shows them too.
+        live = client.get("/desk", headers={"X-Desk-Fragment": "1"}).text
+        assert "<html" not in live and changes(live)["marketing.workable"][1] == "▲ 2 from 0, better"
 
 
 def test_a_rep_sees_their_team_numbers_and_only_their_own_leads(desk_live: Live) -> None:
@@ -152,9 +189,22 @@ def test_search_filters_pages_and_csv(desk_live: Live) -> None:
         assert len(csv_text.strip().splitlines()) == 2 and "Kim Lee" in csv_text
         risky = client.get("/desk/leads", params={"flag": "at_risk"}).text
         assert risky.index("Jane Doe") < risky.index("Kim Lee")   # the earlier deadline first
-        assert client.get("/desk/agreement").status_code == 200
+        assert "min left" in risky or "h left" in risky
+        # The CSV of the at-risk view: the same leads in the same order (least time left first).
+        risky_csv = client.get("/desk/leads.csv", params={"flag": "at_risk"}).text.splitlines()
+        assert [line.split(",")[1] for line in risky_csv[1:]] == ["Jane Doe", "Kim Lee"]
+        agreement = client.get("/desk/agreement").text
+        version = services.ctx.agreement.version
+        assert f'<strong id="version">{version}</strong>' in agreement
+        assert "<code>slabot check</code>:" in agreement and "ok: " in agreement and f"version {version}" in agreement
         people = client.get("/desk/people").text
         assert "Eve Adams" in people and "available" in people
+        # Capacity and away status: a rep away until a date says so, next to their weekly capacity.
+        set_away(services.ctx, rep="fay", away=True, until=services.ctx.now() + timedelta(days=2))
+        people = client.get("/desk/people").text
+        fay = re.search(r"<tr><td>Fay Chen</td><td>(\d+)</td><td>\d+</td><td>([^<]+)</td></tr>", people)
+        assert fay is not None and fay.group(2).startswith("away until ")
+        assert int(fay.group(1)) == services.ctx.agreement.rep("fay").capacity_per_week   # type: ignore[union-attr]
     with services.ctx.db.read() as session:
         now = services.ctx.now()
         first, cursor = lead_page(session, LeadFilter(), now=now, after=None, limit=1)
