@@ -170,5 +170,6 @@ def send_link(ctx: Context, actor: Actor, platform: str) -> str:
                    expires_at=now + LINK_TTL)
         enqueue(session, dedupe_key=f"desk:signin:{token_hash(token)[:32]}", kind="dm", platform=platform,
                 target=target, now=now,
-                payload={"text": f"Your sign-in link to the slabot desk (it works once, for 10 minutes): {url}"})
+                payload={"text": f"Your sign-in link to the slabot desk (it works once, for 10 minutes): {url}",
+                         "link": url})   # a link slabot made: platforms that make text inert keep this one
     return "I sent you a direct message with a sign-in link to the desk. It works once, for 10 minutes."

@@ -160,6 +160,17 @@ def reply_text(text: str, lines: Iterable[str] = ()) -> str:
     return "\n\n".join(p for p in parts if p)
 
 
+def linked_text(text: str, link: str | None) -> str:
+    """`reply_text`, except that `link` (a URL slabot made itself, such as a desk sign-in link,
+    never text from a lead or a person) stays a link Teams opens wherever it appears in `text`.
+    A URL markdown could not carry intact is left inert like everything else."""
+    url = _safe_url(link) if link else None
+    if url is None or any(c in url for c in "()[]\\") or url not in text:
+        return reply_text(text)
+    label = _MARKDOWN.sub(r"\\\1", url)
+    return f"[{label}]({url})".join(escape(part) for part in text.strip().split(url))
+
+
 def render_digest(payload: Mapping[str, Any]) -> dict[str, Any]:
     """A digest payload (`title`, `sections[{heading, lines}]`, `text`, `chart_png_b64`) -> card.
 

@@ -32,7 +32,7 @@ from microsoft_agents.hosting.core.connector.teams import TeamsConnectorClient
 from bot.presentation.cards import Card
 from bot.teams import store
 from bot.teams.auth import TeamsAuth, allow_long_conversation_ids
-from bot.teams.render import render_card, render_digest, reply_text
+from bot.teams.render import linked_text, render_card, render_digest, reply_text
 from bot.worker.delivery import Posted, TransportError
 from commands.context import Context
 
@@ -147,9 +147,11 @@ class TeamsTransport:
 
     async def send_message(self, kind: str, target: str, payload: dict[str, Any], *,
                            outbox_id: int) -> Posted | None:
-        """`dm` (target: AAD object id or e-mail), `channel` (target: channel id) or `digest`."""
+        """`dm` (target: AAD object id or e-mail), `channel` (target: channel id) or `digest`. A
+        direct message's `link` (a URL slabot made, like a desk sign-in link) stays clickable."""
         if kind == "dm":
-            return await self._send_personal(target, text_activity(reply_text(str(payload.get("text") or ""))))
+            text = linked_text(str(payload.get("text") or ""), payload.get("link"))
+            return await self._send_personal(target, text_activity(text))
         if kind == "channel":
             return await self._send_channel(target, text_activity(reply_text(str(payload.get("text") or ""))))
         if kind == "digest":

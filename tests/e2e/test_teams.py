@@ -5,6 +5,7 @@ worker delivering cards, and, with TEAMS_APP_ID set, tokens signed with a local 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -29,6 +30,7 @@ from storage.outbox import enqueue
 from storage.tables import (
     ChannelBinding,
     ConversationRef,
+    DeskSignin,
     Lead,
     MessageRef,
     OutboxMessage,
@@ -611,3 +613,59 @@ def test_sla_status_is_refused_privately_to_people_outside_the_agreement(teams: 
     # Asked in the personal chat: the answer is the same refusal, there.
     assert teams.send(personal_message(teams.url, "stranger", "sla status team smb")).status_code == 202
     assert texts(teams.connector, personal_chat("stranger"))[-1].startswith("Sorry, you are not in the SLA")
+
+
+# --- the desk ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def teams_desk(db: Database, clock: FixedClock, tmp_path: Path, connector: FakeBotConnector) -> Iterator[Teams]:
+    """Teams and the desk in one app, its public address the live server's."""
+    settings = make_settings(database_url=db.url, teams_allow_unauthenticated=True,
+                             slabot_secret_key="teams-desk-secret-key-0123456789abcdef")
+    services = build_services(settings, clock=clock, agreement=load_agreement(agreement_with_teams_ids(tmp_path)),
+                              db=db)
+    with LiveServer(create_app(services)) as server, httpx.Client(base_url=server.url, timeout=10) as http:
+        services.ctx.desk_url = server.url
+        yield Teams(services, server, connector, http, [])
+
+
+async def test_sla_desk_in_teams_sends_a_sign_in_link_by_personal_message(teams_desk: Teams) -> None:
+    t = teams_desk
+    assert t.send(personal_message(t.url, "ana", "sla desk")).status_code == 202
+    (answer,) = texts(t.connector, personal_chat("ana"))
+    assert "sign-in link" in answer and "/desk/signin/" not in answer
+    assert (await t.deliver()).sent == 1
+
+    # The link arrives in ana's personal chat, as a link Teams opens (not made inert like
+    # arbitrary text is), and only there.
+    dm = t.connector.activities(personal_chat("ana"))[-1]
+    found = re.search(r"\((http://127\.0\.0\.1:\d+/desk/signin/[A-Za-z0-9_-]+)\)", dm.text or "")
+    assert found is not None, dm.text
+    link = found.group(1)
+    assert sum(link in (a.text or "") for cid in t.connector.conversations
+               for a in t.connector.activities(cid)) == 1
+
+    # A preview opening the link spends nothing; the confirm page names ana.
+    async with httpx.AsyncClient(base_url=t.server.url) as browser:
+        for _ in range(2):
+            page = await browser.get(link)
+            assert page.status_code == 200 and "Ana Ruiz" in page.text
+        assert (await browser.get("/desk")).status_code == 401
+        # Pressing "Sign in" (the POST) starts a session.
+        signed_in = await browser.post(link, headers={"Origin": t.server.url})
+        assert signed_in.status_code == 303 and "slabot_desk" in signed_in.headers["set-cookie"]
+        desk = await browser.get("/desk")
+        assert desk.status_code == 200 and "Ana Ruiz" in desk.text
+        again = await browser.post(link, headers={"Origin": t.server.url})
+    assert again.status_code == 410   # a link works once
+
+
+async def test_sla_desk_in_teams_is_refused_to_people_outside_the_agreement(teams_desk: Teams) -> None:
+    t = teams_desk
+    assert t.send(personal_message(t.url, "stranger", "sla desk")).status_code == 202
+    (answer,) = texts(t.connector, personal_chat("stranger"))
+    assert answer.startswith("You are not in the SLA agreement")
+    assert "/desk/signin/" not in answer
+    assert (await t.deliver()).sent == 0
+    assert t.rows(OutboxMessage) == [] and t.rows(DeskSignin) == []

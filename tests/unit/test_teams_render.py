@@ -22,6 +22,7 @@ from bot.teams.render import (
     card_verbs,
     escape,
     iter_nodes,
+    linked_text,
     render_card,
     render_digest,
     reply_text,
@@ -171,6 +172,16 @@ def test_escape(raw: str, shown: str) -> None:
 def test_reply_text_is_escaped_markdown_one_paragraph_per_line() -> None:
     text = reply_text("Your open leads (2):", ["#1 Jane [x](https://e.x)", "#2 *Bob*"])
     assert text == "Your open leads \\(2\\):\n\n#1 Jane \\[x\\]\\(https:\u200b//e.x\\)\n\n#2 \\*Bob\\*"
+
+
+def test_only_the_link_slabot_made_stays_a_link() -> None:
+    link = "https://desk.acme.example/desk/signin/a_b-C"
+    text = linked_text(f"Your link (once): {link} *not* https://evil.example", link)
+    assert text == ("Your link \\(once\\): [https://desk.acme.example/desk/signin/a\\_b-C]"
+                    "(https://desk.acme.example/desk/signin/a_b-C) \\*not\\* https:\u200b//evil.example")
+    # Without a link, or with one markdown cannot carry or that is not in the text: all inert.
+    for other in (None, "javascript:alert(1)", "https://e.x/a)b", "https://elsewhere.example/"):
+        assert linked_text(f"see {link}", other) == reply_text(f"see {link}")
 
 
 # --- digests --------------------------------------------------------------------------------------------
