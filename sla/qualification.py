@@ -42,26 +42,26 @@ def _same_key(wanted: str | list[str] | None, actual: str | None) -> bool:
 
 
 def matches(when: Condition, lead: LeadIn, score: int | None = None) -> bool:
-    """Every key of the condition must hold; an unknown fact (say, no employee count) never matches."""
+    """Every key of the condition must hold; an unknown fact (say, no employee count) never matches.
+    (Checked in turn, the first that fails ends it: intake runs this a dozen times per lead.)"""
     employees = lead.employees
-    checks = [
-        when.activity is None or when.activity in lead.activity_types(),
-        when.page_visits_at_least is None or lead.page_visits >= when.page_visits_at_least,
-        when.employees_between is None or (
-            employees is not None and when.employees_between[0] <= employees <= when.employees_between[1]),
-        when.employees_at_least is None or (employees is not None and employees >= when.employees_at_least),
-        when.employees_at_most is None or (employees is not None and employees <= when.employees_at_most),
-        when.score_at_least is None or (score is not None and score >= when.score_at_least),
-        when.score_below is None or (score is not None and score < when.score_below),
-        _same_key(when.source, lead.source),
-        _same_key(when.offer, lead.offer),
-        _one_of(when.campaign, lead.campaign),
-        _one_of(when.country, lead.country),
-        _one_of(when.stage, lead.stage),
-        when.title_contains is None or (
-            lead.title is not None and when.title_contains.lower() in lead.title.lower()),
-    ]
-    return all(checks)
+    return bool(
+        (when.activity is None or when.activity in lead.activity_types())
+        and (when.page_visits_at_least is None or lead.page_visits >= when.page_visits_at_least)
+        and (when.employees_between is None or (
+            employees is not None and when.employees_between[0] <= employees <= when.employees_between[1]))
+        and (when.employees_at_least is None or (employees is not None and employees >= when.employees_at_least))
+        and (when.employees_at_most is None or (employees is not None and employees <= when.employees_at_most))
+        and (when.score_at_least is None or (score is not None and score >= when.score_at_least))
+        and (when.score_below is None or (score is not None and score < when.score_below))
+        and _same_key(when.source, lead.source)
+        and _same_key(when.offer, lead.offer)
+        and _one_of(when.campaign, lead.campaign)
+        and _one_of(when.country, lead.country)
+        and _one_of(when.stage, lead.stage)
+        and (when.title_contains is None or (
+            lead.title is not None and when.title_contains.lower() in lead.title.lower()))
+    )
 
 
 def _describe(when: Condition) -> str:
