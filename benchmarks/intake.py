@@ -2,9 +2,10 @@
 arrival rate (open loop: latency is measured from the scheduled send time, so a slow server cannot
 hide its queueing), on SQLite.
 
-Both servers run in turn in the same run, each pinned to core 0 (`taskset -c 0`) while this
-process, the load, is pinned to core 1: the ratio printed compares like with like on a machine
-whose other users come and go. The floor is `benchmarks.bare_insert` (one INSERT per request).
+Both servers run side by side in the same run, each pinned to core 0 (`taskset -c 0`) while this
+process, the load, is pinned to core 1, and the bursts alternate between them (see `run`): the
+ratio printed compares like with like on a machine whose other users come and go. The floor is
+`benchmarks.bare_insert` (one INSERT per request).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import asyncio
 import gc
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -110,9 +112,8 @@ async def _fire(url: str, rate: float, seconds: float, prefix: str, connections:
     return latencies, errors
 
 
-def _throughput(url: str, pid: int, count: int, prefix: str) -> tuple[float, float, int]:
+def _burst(url: str, pid: int, count: int, prefix: str) -> tuple[float, float, int]:
     """(leads/s, server CPU ms per lead, errors) for `count` leads sent as fast as 64 connections go."""
-    asyncio.run(_fire(url, 200, 1, f"warm-{prefix}", 8))
     cpu = cpu_seconds(pid)
     t0 = time.perf_counter()
     lat, errors = asyncio.run(_fire(url, 20000, count / 20000, prefix, 64))
@@ -120,32 +121,53 @@ def _throughput(url: str, pid: int, count: int, prefix: str) -> tuple[float, flo
     return rate, (cpu_seconds(pid) - cpu) / max(1, len(lat)) * 1000, errors
 
 
+def _spread(values: list[float]) -> str:
+    return f"{min(values):.2f}-{max(values):.2f}"
+
+
 def run(quick: bool = False) -> list[Row]:
+    """The floor and slabot run side by side on the same pinned core, and the burst alternates
+    between them in ROUNDS rounds (bare then slabot, then slabot then bare, ...): the ratio of each
+    round compares two bursts a few seconds apart, and the median of the rounds is judged, so a
+    neighbour's burst of CPU on this shared machine costs one round, not the verdict."""
     rows: list[Row] = []
     affinity = os.sched_getaffinity(0)
     if len(affinity) > 1:
         os.sched_setaffinity(0, {LOAD_CORE})
     try:
-        with tempfile.TemporaryDirectory() as tmp:
-            count = 2000 if quick else 6000
-            with bare(Path(tmp)) as (url, pid):
-                floor, floor_cpu, floor_errors = _throughput(url, pid, count, "bare")
-            with slabot(Path(tmp)) as (url, pid):
-                # Steady load first, as before the floor was added: on the fresh database, not
-                # behind the burst's write-ahead log being checkpointed.
-                asyncio.run(_fire(url, 50, 1, "warm", 8))
-                seconds = 5 if quick else 15
-                lat, steady_errors = asyncio.run(_fire(url, 100, seconds, "steady", 32))
-                rate, cpu, errors = _throughput(url, pid, count, "burst")
-            ratio = rate / floor
-            rows.append(Row("intake throughput vs bare FastAPI + SQLite insert (64 connections, server on 1 core)",
-                            f"{ratio:.2f}x: {rate:.0f} vs {floor:.0f} leads/s over {count} leads; server CPU "
-                            f"{cpu:.2f} vs {floor_cpu:.2f} ms/lead; {errors + floor_errors} errors",
-                            f">= {TARGET_RATIO}x", ratio >= TARGET_RATIO and errors == 0 and floor_errors == 0))
-            p50, p99 = percentile(lat, 0.5) * 1000, percentile(lat, 0.99) * 1000
-            rows.append(Row("intake at 100 req/s, SQLite (server on 1 core)",
-                            f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, {steady_errors} errors",
-                            "p99 < 50 ms", p99 < 50 and steady_errors == 0))
+        with tempfile.TemporaryDirectory() as tmp, bare(Path(tmp)) as (floor_url, floor_pid), \
+                slabot(Path(tmp)) as (url, pid):
+            # Steady load first, on the fresh database.
+            asyncio.run(_fire(url, 50, 1, "warm", 8))
+            seconds = 5 if quick else 15
+            lat, steady_errors = asyncio.run(_fire(url, 100, seconds, "steady", 32))
+            asyncio.run(_fire(floor_url, 200, 1, "warm-bare", 8))
+            asyncio.run(_fire(url, 200, 1, "warm-burst", 8))
+            rounds, count = (3, 700) if quick else (5, 1200)
+            ratios, rates, floors, cpus, floor_cpus, errors = [], [], [], [], [], 0
+            for n in range(rounds):
+                order = [("bare", floor_url, floor_pid), ("slabot", url, pid)]
+                measured = {}
+                for name, target, target_pid in order if n % 2 == 0 else reversed(order):
+                    measured[name] = _burst(target, target_pid, count, f"{name}-{n}")
+                (rate, cpu, e1), (floor, floor_cpu, e2) = measured["slabot"], measured["bare"]
+                ratios.append(rate / floor)
+                rates.append(rate)
+                floors.append(floor)
+                cpus.append(cpu)
+                floor_cpus.append(floor_cpu)
+                errors += e1 + e2
+        ratio = statistics.median(ratios)
+        rows.append(Row("intake throughput vs bare FastAPI + SQLite insert (64 connections, server on 1 core)",
+                        f"{ratio:.2f}x median of {rounds} rounds (spread {_spread(ratios)}): "
+                        f"{statistics.median(rates):.0f} vs {statistics.median(floors):.0f} leads/s, "
+                        f"{count} leads a round; server CPU {statistics.median(cpus):.2f} vs "
+                        f"{statistics.median(floor_cpus):.2f} ms/lead; {errors} errors",
+                        f">= {TARGET_RATIO}x", ratio >= TARGET_RATIO and errors == 0))
+        p50, p99 = percentile(lat, 0.5) * 1000, percentile(lat, 0.99) * 1000
+        rows.append(Row("intake at 100 req/s, SQLite (server on 1 core)",
+                        f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, {steady_errors} errors",
+                        "p99 < 50 ms", p99 < 50 and steady_errors == 0))
     finally:
         os.sched_setaffinity(0, affinity)
     return rows
