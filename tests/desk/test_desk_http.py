@@ -10,12 +10,14 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlmodel import col, select
 
 from bot.services import Services
 from bot.settings import start_problems
 from commands import desk
 from commands.actions import set_away
 from storage.desk import LeadFilter, lead_page
+from storage.tables import Lead
 from tests.conftest import LiveServer, make_settings
 from tests.desk.helpers import AUTH, changes, csrf_of, figures, hand_off, previous_value, sign_in, status_value
 
@@ -40,7 +42,12 @@ def test_overview_numbers_equal_the_status_api(desk_live: Live) -> None:
             assert len(shown) >= 15
             for key, value in shown.items():
                 assert value == status_value(api, key), key
-        assert figures(client.get("/desk").text)["marketing.workable"] == 2
+        overview = client.get("/desk").text
+        assert figures(overview)["marketing.workable"] == 2
+        # Both charts are SVG drawn on the server with a text alternative saying what they show.
+        assert overview.count('<svg xmlns="http://www.w3.org/2000/svg"') == 2 and overview.count('role="img"') == 2
+        assert "2 workable leads so far this month" in overview
+        assert re.search(r'<desc id="speed-desc">[^<]*(No lead has been touched|leads first touched)', overview)
 
 
 def test_overview_shows_each_figures_change_from_the_previous_period(desk_live: Live) -> None:
@@ -184,6 +191,21 @@ def test_search_filters_pages_and_csv(desk_live: Live) -> None:
         found = client.get("/desk/leads", params={"q": "initech"}).text
         assert "Kim Lee" in found and "Jane Doe" not in found
         assert "Jane Doe" in client.get("/desk/leads", params={"q": "globex"}).text
+        # The filters: state, team, rep, tier (both leads are Mid-Market's; Jane Doe went to Eve).
+        with services.ctx.db.read() as session:
+            jane = session.execute(select(Lead).where(col(Lead.name) == "Jane Doe")).scalars().one()
+        assert (jane.team, jane.owner) == ("midmarket", "eve")
+
+        def listed(**params: str) -> set[str]:
+            page = client.get("/desk/leads", params=params).text
+            return {name for name in ("Jane Doe", "Kim Lee") if name in page}
+
+        assert listed(rep="eve") == {"Jane Doe"} and listed(team="midmarket") == {"Jane Doe", "Kim Lee"}
+        assert listed(team="smb") == set() and listed(state="working") == set()
+        assert listed(state=jane.state) == {"Jane Doe", "Kim Lee"} and "Jane Doe" in listed(tier=str(jane.tier))
+        other_tiers = [t.key for t in services.ctx.agreement.sales.tiers if t.key != jane.tier]
+        assert "Jane Doe" not in listed(tier=other_tiers[0])
+        assert client.get("/desk/leads.csv", params={"rep": "eve"}).text.count("\n") == 2   # header + Jane Doe
         csv_text = client.get("/desk/leads.csv", params={"q": "kim@"}).text
         assert csv_text.splitlines()[0].startswith("id,name,company,email")
         assert len(csv_text.strip().splitlines()) == 2 and "Kim Lee" in csv_text

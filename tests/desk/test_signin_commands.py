@@ -45,6 +45,17 @@ def test_sla_desk_sends_a_one_time_link_by_direct_message(desk_live: Live) -> No
     stranger = identify(ctx.agreement, platform="slack", user_id="U0NOBODY01")
     assert "not in the SLA agreement" in run(ctx, text="desk", actor=stranger, platform="slack", channel="C1").text
 
+    # `sla desk` in Teams: the same, the direct message goes out on Teams.
+    teams_eve = identify(ctx.agreement, platform="teams", user_id="29:eve-aad-id", email="eve@acme.example")
+    assert teams_eve.rep == "eve"
+    reply = run(ctx, text="desk", actor=teams_eve, platform="teams", channel="19:channel")
+    assert "direct message" in reply.text and "http" not in reply.text
+    with ctx.db.read() as session:
+        teams_dm = session.execute(select(OutboxMessage).where(col(OutboxMessage.kind) == "dm",
+                                                               col(OutboxMessage.platform) == "teams")).scalars().one()
+    link = re.search(r"(http://\S+/desk/signin/\S+)", teams_dm.payload["text"])
+    assert link is not None and "Eve Adams" in httpx.get(link.group(1)).text
+
 
 def test_slabot_desk_link_prints_a_link_last(desk_live: Live, monkeypatch: pytest.MonkeyPatch) -> None:
     server, services = desk_live
