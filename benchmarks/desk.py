@@ -7,9 +7,12 @@ rendering, without a network. Signed in as the sales VP (everything: the largest
 Median of RUNS after one untimed warm-up call.
 
 - `GET /desk`: the status numbers (the same `status()` as the API) twice per page: as of now, and
-  as of the previous period (commands/changes.py) for each figure's change from it. The row counts
-  the calls and misses if there are more than STATUS_PER_OVERVIEW (a third would be a regression);
-  then the cumulative chart's SQL, the speed-to-lead histogram, both SVG charts and the page;
+  as of the previous period (commands/changes.py) for each figure's change from it. The previous
+  period's run on a second connection beside this period's (and the charts' queries), so with a
+  free core the page waits for the slower of the two, not their sum; on this shared two-core
+  machine the NOTE says how much of the other core was taken. The row counts the calls and misses
+  if there are more than STATUS_PER_OVERVIEW (a third would be a regression); then the cumulative
+  chart's SQL, the speed-to-lead histogram, both SVG charts and the page;
 - `GET /desk/leads`: the newest 50 leads (keyset pagination) and `?after=` a page deep in history;
 - `GET /desk/leads?flag=at_risk`: the open untouched leads nearest their deadline first.
 """
