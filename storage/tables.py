@@ -55,6 +55,12 @@ OWNER_ROUTED_METRICS = ("owner", "routed_at", "workable", "sla_due", "first_touc
 OPPORTUNITY_METRICS = ("opportunity_at", "opportunity_amount", "workable", "routed_at", "sla_due", "first_touch_at",
                        "first_touch_met", "handed_off_at", "team", "owner")
 
+#: The columns of the partial index of the leads Sales disqualified (a reason is set), found by
+#: hand-off instant: the month's rejected leads by reason and source (migration 0009).
+REJECTED_METRICS = ("handed_off_at", "disqualify_reason", "source", "closed_at", "team", "owner")
+#: Its condition: only rejected leads are in it, so a hand-off (no reason yet) never writes to it.
+REJECTED_WHERE = "disqualify_reason IS NOT NULL"
+
 
 class Lead(SQLModel, table=True):
     """The current state of one lead; its history is in LeadEvent."""
@@ -75,6 +81,8 @@ class Lead(SQLModel, table=True):
         sa.Index("ix_lead_open_first_touch", "is_open", "first_touch_at", "sla_due"),
         sa.Index("ix_lead_first_touch_at", "first_touch_at", "first_touch_met"),
         sa.Index("ix_lead_opportunity_at", *OPPORTUNITY_METRICS),
+        sa.Index("ix_lead_rejected_metrics", *REJECTED_METRICS, sqlite_where=sa.text(REJECTED_WHERE),
+                 postgresql_where=sa.text(REJECTED_WHERE)),
         sa.Index("ix_lead_sla_due", "sla_due"),
         sa.Index("ix_lead_closed_at", "closed_at"),
     )

@@ -10,22 +10,42 @@ building blocks) and `status` (assembling the model).
 Every number is a COUNT/SUM (conditional ones as ``FILTER (WHERE ...)``) over the lead table,
 filtered on indexed instants (`handed_off_at`, `routed_at`, `is_open`, and one local day of
 `first_touch_at`, `opportunity_at`, `sla_due` or `closed_at`), so the cost of a report follows the
-volume of its period, not the size of the history. Percentiles fetch only the period's column
-values and interpolate in Python with `sla.metrics.percentile`, which gives identical results on
-SQLite and PostgreSQL.
+volume of its period, not the size of the history. Percentiles come back as the period's distinct
+values with their counts (sorted by the database) and are interpolated in Python with the
+arithmetic of `sla.metrics.percentile`, which gives identical results on SQLite and PostgreSQL.
 
-Why it is fast (1,000,000 leads of history, ~40,000 a month): the month's leads are read from two
-covering indexes (`ix_lead_handoff_metrics`, `ix_lead_routed_metrics`, see storage/tables.py) that
-hold every column these aggregations use, never from the wide lead rows; `status()` reads the
-month's handed-off leads in one scan grouped by (source, offer) only (Marketing and the closed-loop
-segments come from it; each rep's workable count is a FILTER of the same scan, because every extra
-GROUP BY key made SQLite's sort of the month's rows dearer), the rejected leads in a filtered query
-of their own, and the Sales cohort in another scan, per owner through the owner-first index with no
-sort (the closed-loop split by first touch is folded from the same counts); "yesterday" and the
-past breach list read one day's range of their own instant. No rollup table: every number is
-still computed from the lead rows as of `as_of`. What is left of the cost with 1,000,000 leads
-(~100 ms of CPU on a shared two-core machine) is mostly SQLite sorting the month's rows for the
-(source, offer) groups and for the two percentiles' distinct values.
+Why it is fast (1,000,000 leads of history, ~40,000 a month): the month's leads are read from
+covering indexes (`ix_lead_handoff_metrics`, `ix_lead_routed_metrics`, `ix_lead_owner_routed_metrics`,
+see storage/tables.py) that hold every column these aggregations use, never from the wide lead
+rows, so the cost follows the month's volume (the same with 100,000 and 1,000,000 leads). No
+rollup table: every number is still computed from the lead rows as of `as_of`. `status()` runs
+about fifteen statements; on SQLite with ~32,000 leads handed off month to date
+(`python -m benchmarks status`) it takes ~55 ms of CPU, of which (median, a shared two-core
+machine):
+
+- ~17 ms the hand-off scan grouped by (source, offer) (`marketing._handoff_groups`: Marketing and
+  the closed-loop segments): half of it SQLite sorting the month's rows for the grouping (SQLite
+  has no hash aggregate; every extra GROUP BY key made the sort dearer), a third each rep's
+  workable count as a FILTER of the same scan;
+- ~10 ms the Sales cohort counted per rep through the owner-first index, in owner order with no
+  sort (`sales._cohort_counts`; the closed loop's first-touch split is folded from it). The leads
+  of other owners (none, or a rep the scope no longer lists) need a scan of the whole cohort, run
+  only when the reps' counts fall short of the cohort's size, which the delay percentile's scan
+  counts anyway;
+- ~15 ms the two percentiles (`sales._distributions`), each a sort of the cohort's values (speed
+  to lead over ~22,000 touched leads, system delay over ~27,000). One grouping by both values
+  instead (one scan less) sorted as slowly as the two: the sorting, not the scanning, is the cost.
+  An index in value order cannot serve them: the month's rows are a range of `routed_at`, so a
+  walk in value order with count/offset would read the whole history up to the rank;
+- ~5 ms the rest: the rejected leads through the partial index `ix_lead_rejected_metrics` (only
+  leads with a disqualification reason are in it), open breaches, yesterday, capacity, the
+  first-touch pipeline; and ~8 ms Python (building the statements, the rows, the model).
+
+The SQLite read connections have a 16 MB page cache (storage/db.py, `READ_CACHE_KIB`): SQLite keeps
+a sort in memory only up to the cache's size, and with the default 2 MB the hand-off grouping
+spilled to temporary files. Values here are the benchmark's (whole minutes and seconds); real
+speeds and delays are fractional, nearly one distinct value per lead, so each percentile returns
+~20,000 (value, count) pairs instead of a few hundred, ~10 ms more.
 
 Definitions (DESIGN.md 2.7, with the choices it leaves open made explicit):
 

@@ -28,7 +28,8 @@ def rejected_by_reason(session: Session, *, agreement: Agreement, calendar: Busi
 
 def _rejected_counts(session: Session, period: Period, where: Scope) -> list[tuple[str | None, str | None, int]]:
     """(reason, source, leads) of the period's leads Sales disqualified by `as_of`: the handed-off
-    range filtered to the few rejected ones, so the sort is theirs only."""
+    range of the partial index `ix_lead_rejected_metrics`, which holds only leads with a reason
+    (its condition is this query's `disqualify_reason IS NOT NULL`), so only they are read and sorted."""
     rows = _run(session,
         sa.select(col(Lead.disqualify_reason), col(Lead.source), sa.func.count().label("n"))
         .where(*_handed_off_between(period.start, period.as_of), col(Lead.disqualify_reason).is_not(None),

@@ -3,6 +3,7 @@ indexes, and the speed-to-lead and system-delay percentiles."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,23 +43,17 @@ def _cohort(period: Period) -> list[ColumnElement[bool]]:
     ]
 
 
-def _sales(session: Session, agreement: Agreement, period: Period, scope: Scope,
-           per_owner: dict[str | None, _CohortCounts], *, workable_mtd: int, opportunities: int,
-           pipeline: float, breaches: dict[str | None, int]) -> Sales:
-    """Sales' numbers from the cohort's counts per owner (`_cohort_counts`), the percentiles (two
-    more queries), Marketing's workable MTD leads and their opportunities, and the open breaches
-    per owner (`breaches._breach_counts`)."""
+def _sales(agreement: Agreement, scope: Scope, per_owner: dict[str | None, _CohortCounts],
+           distributions: _Distributions, *, workable_mtd: int, opportunities: int, pipeline: float,
+           breaches: dict[str | None, int]) -> Sales:
+    """Sales' numbers from the cohort's counts per owner (`_cohort_counts`), its speed-to-lead and
+    system-delay distributions (`_distributions`), Marketing's workable MTD leads and their
+    opportunities, and the open breaches per owner (`breaches._breach_counts`)."""
     total = _CohortCounts()
     for counts in per_owner.values():
         total += counts
-    cohort = _cohort(period)
-    touched = _touched(period.as_of)
-    in_scope = scope.where(driven_by="routed_at")
-    speed_p50, speed_p90 = _percentiles(session, col(Lead.speed_to_lead_min), [*cohort, touched, *in_scope],
-                                        (0.5, 0.9))
-    delay_p50, delay_p95 = _percentiles(session, col(Lead.system_delay_s),
-                                        [*cohort, col(Lead.card_posted_at) <= period.as_of, *in_scope],
-                                        (0.5, 0.95))
+    speed_p50, speed_p90 = _percentiles(distributions.speed, (0.5, 0.9))
+    delay_p50, delay_p95 = _percentiles(distributions.delay, (0.5, 0.95))
     per_rep = {r.key: _CohortCounts().rates(breaches.get(r.key, 0)) for r in scope.reps}
     for owner, counts in per_owner.items():
         if owner is not None:
@@ -130,14 +125,16 @@ class _CohortCounts:
         )
 
 
-def _cohort_counts(session: Session, agreement: Agreement, period: Period,
-                   scope: Scope) -> dict[str | None, _CohortCounts]:
+def _cohort_counts(session: Session, agreement: Agreement, period: Period, scope: Scope, *,
+                   cohort: int | None = None) -> dict[str | None, _CohortCounts]:
     """The Sales cohort's counts, one row per current owner (summed by the caller).
 
     Two parts, so that no sort is needed for the grouping: the scope's reps through the covering
     index `ix_lead_owner_routed_metrics` (owner, routed_at, ...), one range of `routed_at` per rep,
     already in owner order; and every other owner (none, or one the agreement no longer lists for
-    the scope) through `ix_lead_routed_metrics`. Together they are exactly the scope's cohort."""
+    the scope) through `ix_lead_routed_metrics`. Together they are exactly the scope's cohort. The
+    second part scans the whole cohort to find those few leads, so it is skipped when the caller
+    gives the `cohort`'s size (`_distributions`) and the reps' counts already add up to it."""
     as_of = period.as_of
     touched = _touched(as_of)
     met = _met(as_of)
@@ -159,8 +156,9 @@ def _cohort_counts(session: Session, agreement: Agreement, period: Period,
         ).where(*owners, *_cohort(period), *scope.where(driven_by="routed_at")).group_by(col(Lead.owner))).all()
 
     reps = [r.key for r in scope.reps]
-    rows = [*(counts(col(Lead.owner).in_(reps)) if reps else []),
-            *counts(sa.or_(col(Lead.owner).is_(None), col(Lead.owner).not_in(reps)) if reps else sa.true())]
+    rows = counts(col(Lead.owner).in_(reps)) if reps else []
+    if cohort is None or sum(int(row.cohort) for row in rows) < cohort:
+        rows = [*rows, *counts(_other_owner(reps))]
     return {
         row.owner: _CohortCounts(
             cohort=int(row.cohort), worked=int(row.worked), met=int(row.met),
@@ -169,3 +167,46 @@ def _cohort_counts(session: Session, agreement: Agreement, period: Period,
             opportunities_missed=int(row.opportunities_missed))
         for row in rows
     }
+
+
+def _other_owner(reps: Sequence[str]) -> ColumnElement[bool]:
+    """A lead whose owner is none or not one of `reps` (every lead when there are no reps)."""
+    owner = col(Lead.owner)
+    return sa.or_(owner.is_(None), owner.not_in(reps)) if reps else sa.true()
+
+
+@dataclass(frozen=True)
+class _Distributions:
+    """The Sales cohort's speed to lead and system delay, as ascending (value, count) pairs, and the
+    size of the cohort (all of it: touched or not, card posted or not)."""
+
+    speed: list[tuple[float, int]]
+    delay: list[tuple[float, int]]
+    cohort: int
+
+
+def _distributions(session: Session, period: Period, scope: Scope) -> _Distributions:
+    """The percentiles' values, counted per distinct value by the database in two scans of the cohort
+    through `ix_lead_routed_metrics`: speed to lead over the touched leads, system delay over those
+    whose card was posted by `as_of`. Each grouping is one sort of the rows it counts, the dearest
+    part of `status()` after the hand-off scan's; a sort of a single value, so its records stay
+    small. The delay's scan groups the whole cohort (the leads it does not count under NULL), which
+    costs little and gives the cohort's size: `_cohort_counts` compares it with its reps' counts to
+    know whether leads of other owners need a scan of their own."""
+    as_of = period.as_of
+    cohort = [*_cohort(period), *scope.where(driven_by="routed_at")]
+    speed = col(Lead.speed_to_lead_min)
+    speeds = _run(session,
+        sa.select(speed, sa.func.count()).where(*cohort, _touched(as_of), speed.is_not(None))
+        .group_by(speed).order_by(speed)
+    ).all()
+    # Grouped by the result column's name: the CASE written out again would carry its own bind
+    # parameter, which SQLite does not see as the same expression, and it would sort both columns.
+    delay = sa.case((col(Lead.card_posted_at) <= as_of, col(Lead.system_delay_s))).label("posted_delay")
+    by_delay: sa.ColumnClause[Any] = sa.literal_column("posted_delay")
+    delays = _run(session,
+        sa.select(delay, sa.func.count()).where(*cohort).group_by(by_delay).order_by(by_delay)
+    ).all()
+    return _Distributions(speed=[(float(value), int(n)) for value, n in speeds],
+                          delay=[(float(value), int(n)) for value, n in delays if value is not None],
+                          cohort=sum(int(n) for _, n in delays))

@@ -8,7 +8,7 @@ Queries run on the session's connection as Core statements (see `_run`); each mo
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
@@ -103,16 +103,11 @@ def _run(session: Session, query: sa.Executable) -> Any:
     return session.connection().execute(query)
 
 
-def _percentiles(session: Session, column: Any, where: Iterable[ColumnElement[bool]],
-                 quantiles: Sequence[float]) -> list[float | None]:
-    """`sla.metrics.percentile(values, q)` for each q, where `values` is `column` over the rows of
-    `where` (NULLs left out): the database counts each distinct value, in order, and only those
-    (value, count) pairs come back, not every lead's value. Same arithmetic as
-    `sla.metrics.percentile` (``h = (n - 1) * q``, linear between the values ranked floor(h) and
-    floor(h) + 1), so the result is identical."""
-    pairs = [(float(row[0]), int(row[1])) for row in _run(session,
-             sa.select(column, sa.func.count()).where(*where, column.is_not(None))
-             .group_by(column).order_by(column)).all()]
+def _percentiles(pairs: Sequence[tuple[float, int]], quantiles: Sequence[float]) -> list[float | None]:
+    """`sla.metrics.percentile(values, q)` for each q, where `values` is the multiset given as
+    ascending (value, count) pairs: the database counts each distinct value and only those pairs
+    come back, not every lead's value. Same arithmetic as `sla.metrics.percentile` (``h = (n - 1) *
+    q``, linear between the values ranked floor(h) and floor(h) + 1), so the result is identical."""
     n = sum(count for _, count in pairs)
     results: list[float | None] = []
     for q in quantiles:

@@ -16,7 +16,7 @@ from storage.metrics.marketing import _handoff_groups, _marketing
 from storage.metrics.model import Status
 from storage.metrics.period import parse_scope, period_of
 from storage.metrics.rejected import _rejected_counts, _rejected_of
-from storage.metrics.sales import _cohort_counts, _CohortCounts, _sales
+from storage.metrics.sales import _cohort_counts, _CohortCounts, _distributions, _sales
 from storage.metrics.yesterday import yesterday
 
 
@@ -31,12 +31,14 @@ def status(session: Session, *, agreement: Agreement, calendar: BusinessCalendar
     where = parse_scope(agreement, scope)
     period = period_of(calendar, as_of)
     # One scan of the month's handed-off leads serves Marketing and the closed loop; one scan of
-    # the Sales cohort serves Sales and the closed loop's first-touch split.
+    # the Sales cohort (per rep) serves Sales and the closed loop's first-touch split; the
+    # percentiles' scans also give the cohort's size, so other owners are looked for only if any.
     handed, workable_by_owner = _handoff_groups(session, period.start, period.as_of, where)
-    cohort = _cohort_counts(session, agreement, period, where)
+    distributions = _distributions(session, period, where)
+    cohort = _cohort_counts(session, agreement, period, where, cohort=distributions.cohort)
     marketing, opportunities, pipeline = _marketing(agreement, period, where, handed, workable_by_owner)
     breach_counts = _breach_counts(session, period.as_of, where)
-    sales = _sales(session, agreement, period, where, cohort, workable_mtd=marketing.workable,
+    sales = _sales(agreement, where, cohort, distributions, workable_mtd=marketing.workable,
                    opportunities=opportunities, pipeline=pipeline, breaches=breach_counts)
     return Status(
         as_of=period.as_of,
