@@ -69,7 +69,7 @@ class SlackListeners:
 
     def register(self, bolt: AsyncApp) -> None:
         bolt.use(self.dedupe_events)
-        bolt.action({"action_id": _LEAD_ACTION})(self.on_lead_action)
+        bolt.action({"action_id": _LEAD_ACTION}, middleware=[self.ack_at_once])(self.on_lead_action)
         bolt.view(AMOUNT_CALLBACK)(self.on_amount_submitted)
         bolt.command("/sla")(self.on_sla)
         bolt.event("app_home_opened")(self.on_home_opened)
@@ -120,6 +120,16 @@ class SlackListeners:
                                   email=str(email) if email else None)
 
     # --- buttons and selects on a lead card --------------------------------------------------
+
+    @staticmethod
+    async def ack_at_once(ack: AsyncAck, next_: Callable[[], Awaitable[None]]) -> None:
+        """Acknowledge a card click before its listener starts. Bolt answers Slack once the listener
+        has acknowledged, checking every 10 ms from the moment it starts the listener: an
+        acknowledgement given before that first check saves each click those 10 ms. A card click's
+        answer never depends on its outcome (that goes through the outbox), so nothing waits."""
+        await ack()
+        await next_()
+
 
     async def on_lead_action(self, ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
         await ack()
