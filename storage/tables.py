@@ -60,6 +60,11 @@ OPPORTUNITY_METRICS = ("opportunity_at", "opportunity_amount", "workable", "rout
 REJECTED_METRICS = ("handed_off_at", "disqualify_reason", "source", "closed_at", "team", "owner")
 #: Its condition: only rejected leads are in it, so a hand-off (no reason yet) never writes to it.
 REJECTED_WHERE = "disqualify_reason IS NOT NULL"
+#: The columns of the partial index of closed leads by closing instant: the past breach list's
+#: leads closed since `as_of`, filtered on the index alone (migration 0010).
+CLOSED_METRICS = ("closed_at", "workable", "routed_at", "sla_due", "first_touch_at", "owner", "team")
+#: Its condition: only closed leads are in it, so a hand-off (an open lead) never writes to it.
+CLOSED_WHERE = "closed_at IS NOT NULL"
 
 
 class Lead(SQLModel, table=True):
@@ -84,7 +89,8 @@ class Lead(SQLModel, table=True):
         sa.Index("ix_lead_rejected_metrics", *REJECTED_METRICS, sqlite_where=sa.text(REJECTED_WHERE),
                  postgresql_where=sa.text(REJECTED_WHERE)),
         sa.Index("ix_lead_sla_due", "sla_due"),
-        sa.Index("ix_lead_closed_at", "closed_at"),
+        sa.Index("ix_lead_closed_at", *CLOSED_METRICS, sqlite_where=sa.text(CLOSED_WHERE),
+                 postgresql_where=sa.text(CLOSED_WHERE)),
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -94,7 +94,7 @@ Definitions (DESIGN.md 2.7, with the choices it leaves open made explicit):
   before `as_of` and with no first touch by `as_of`; listed with their current owner, oldest deadline
   first, `minutes_overdue` = business minutes from `sla_due` to `as_of`. "Open at as_of" is
   `is_open` (a closed lead never reopens), or closed after `as_of` for leads routed within
-  LOOKBACK before `as_of` (there is no index on `closed_at`; see LOOKBACK).
+  LOOKBACK before `as_of` (see LOOKBACK).
 - **Closed loop**: per (source, offer) among leads handed off in ``[start, as_of]`` (default: the
   month): leads, workable, opportunities / won by `as_of`, bookings of those won, value per lead =
   bookings / leads; opportunity rate over the cohort split by first touch met vs missed, and in
