@@ -20,8 +20,8 @@ see storage/tables.py) that hold every column these aggregations use, never from
 rows, so the cost follows the month's volume (the same with 100,000 and 1,000,000 leads). No
 rollup table: every number is still computed from the lead rows as of `as_of`. `status()` runs
 about fifteen statements; on SQLite with ~32,000 leads handed off month to date
-(`python -m benchmarks status`) it takes ~55 ms of CPU, of which (median, a shared two-core
-machine):
+(`python -m benchmarks status`) it takes 54-61 ms of CPU (six runs on a shared two-core machine), of
+which (per statement, median):
 
 - ~17 ms the hand-off scan grouped by (source, offer) (`marketing._handoff_groups`: Marketing and
   the closed-loop segments): half of it SQLite sorting the month's rows for the grouping (SQLite
@@ -39,7 +39,15 @@ machine):
   walk in value order with count/offset would read the whole history up to the rank;
 - ~5 ms the rest: the rejected leads through the partial index `ix_lead_rejected_metrics` (only
   leads with a disqualification reason are in it), open breaches, yesterday, capacity, the
-  first-touch pipeline; and ~8 ms Python (building the statements, the rows, the model).
+  first-touch pipeline; and ~10 ms Python: ~5 building the statements and the model, ~5
+  SQLAlchemy executing them (cache keys, rows). Caching the built statements with bind
+  parameters would save part of it.
+
+As of a past instant (the desk's previous period, a month back) the same queries cost a little
+more: the open breaches then include the leads closed since, ~30,000, filtered on the partial
+covering index `ix_lead_closed_at` (only the breached ones are read from the table); and the
+cohort's leads attempted after `as_of` (~2,000) have their counters recounted from `lead_event`.
+The desk overview, which computes both (in parallel), takes ~80 ms of server time.
 
 The SQLite read connections have a 16 MB page cache (storage/db.py, `READ_CACHE_KIB`): SQLite keeps
 a sort in memory only up to the cache's size, and with the default 2 MB the hand-off grouping
