@@ -10,9 +10,10 @@ building blocks) and `status` (assembling the model).
 Every number is a COUNT/SUM (conditional ones as ``FILTER (WHERE ...)``) over the lead table,
 filtered on indexed instants (`handed_off_at`, `routed_at`, `is_open`, and one local day of
 `first_touch_at`, `opportunity_at`, `sla_due` or `closed_at`), so the cost of a report follows the
-volume of its period, not the size of the history. Percentiles come back as the period's distinct
-values with their counts (sorted by the database) and are interpolated in Python with the
-arithmetic of `sla.metrics.percentile`, which gives identical results on SQLite and PostgreSQL.
+volume of its period, not the size of the history. Percentiles are computed from the database's
+sort of the period's values, of which only a few rows come back (`sql._percentiles`: counts per
+bucket, then the values of the buckets that hold the ranks), with the arithmetic of
+`sla.metrics.percentile`, which gives identical results on SQLite and PostgreSQL.
 
 Why it is fast (1,000,000 leads of history, ~40,000 a month): the month's leads are read from
 covering indexes (`ix_lead_handoff_metrics`, `ix_lead_routed_metrics`, `ix_lead_owner_routed_metrics`,
@@ -33,10 +34,14 @@ which (per statement, median):
   only when the reps' counts fall short of the cohort's size, which the delay percentile's scan
   counts anyway;
 - ~15 ms the two percentiles (`sales._distributions`), each a sort of the cohort's values (speed
-  to lead over ~22,000 touched leads, system delay over ~27,000). One grouping by both values
-  instead (one scan less) sorted as slowly as the two: the sorting, not the scanning, is the cost.
-  An index in value order cannot serve them: the month's rows are a range of `routed_at`, so a
-  walk in value order with count/offset would read the whole history up to the rank;
+  to lead over ~22,000 touched leads, system delay over ~27,000) into buckets (whole minutes,
+  tenths of a second) with their counts, minimum and maximum. Real values are fractional, nearly
+  one distinct value per lead: the buckets holding the ranks then hold several, and a second
+  pass reads just those (~4 ms each). Returning every distinct value instead, ~20,000 rows, made
+  status() twice as slow on such data. One grouping by both values (one scan less) sorted as
+  slowly as the two: the sorting, not the scanning, is the cost. An index in value order cannot
+  serve them: the month's rows are a range of `routed_at`, so a walk in value order with
+  count/offset would read the whole history up to the rank;
 - ~5 ms the rest: the rejected leads through the partial index `ix_lead_rejected_metrics` (only
   leads with a disqualification reason are in it), open breaches, yesterday, capacity, the
   first-touch pipeline; and ~10 ms Python: ~5 building the statements and the model, ~5
@@ -51,9 +56,7 @@ The desk overview, which computes both (in parallel), takes ~80 ms of server tim
 
 The SQLite read connections have a 16 MB page cache (storage/db.py, `READ_CACHE_KIB`): SQLite keeps
 a sort in memory only up to the cache's size, and with the default 2 MB the hand-off grouping
-spilled to temporary files. Values here are the benchmark's (whole minutes and seconds); real
-speeds and delays are fractional, nearly one distinct value per lead, so each percentile returns
-~20,000 (value, count) pairs instead of a few hundred, ~10 ms more.
+spilled to temporary files.
 
 Definitions (DESIGN.md 2.7, with the choices it leaves open made explicit):
 

@@ -52,8 +52,8 @@ def _sales(agreement: Agreement, scope: Scope, per_owner: dict[str | None, _Coho
     total = _CohortCounts()
     for counts in per_owner.values():
         total += counts
-    speed_p50, speed_p90 = _percentiles(distributions.speed, (0.5, 0.9))
-    delay_p50, delay_p95 = _percentiles(distributions.delay, (0.5, 0.95))
+    speed_p50, speed_p90 = distributions.speed
+    delay_p50, delay_p95 = distributions.delay
     per_rep = {r.key: _CohortCounts().rates(breaches.get(r.key, 0)) for r in scope.reps}
     for owner, counts in per_owner.items():
         if owner is not None:
@@ -177,36 +177,26 @@ def _other_owner(reps: Sequence[str]) -> ColumnElement[bool]:
 
 @dataclass(frozen=True)
 class _Distributions:
-    """The Sales cohort's speed to lead and system delay, as ascending (value, count) pairs, and the
+    """The Sales cohort's speed to lead (p50, p90) and system delay (p50, p95) percentiles, and the
     size of the cohort (all of it: touched or not, card posted or not)."""
 
-    speed: list[tuple[float, int]]
-    delay: list[tuple[float, int]]
+    speed: list[float | None]
+    delay: list[float | None]
     cohort: int
 
 
 def _distributions(session: Session, period: Period, scope: Scope) -> _Distributions:
-    """The percentiles' values, counted per distinct value by the database in two scans of the cohort
-    through `ix_lead_routed_metrics`: speed to lead over the touched leads, system delay over those
-    whose card was posted by `as_of`. Each grouping is one sort of the rows it counts, the dearest
-    part of `status()` after the hand-off scan's; a sort of a single value, so its records stay
-    small. The delay's scan groups the whole cohort (the leads it does not count under NULL), which
-    costs little and gives the cohort's size: `_cohort_counts` compares it with its reps' counts to
-    know whether leads of other owners need a scan of their own."""
+    """The percentiles, each from the database's sort of the cohort's values through
+    `ix_lead_routed_metrics` (`sql._percentiles`): speed to lead over the touched leads (whole
+    minutes as its first pass's buckets), system delay over those whose card was posted by `as_of`
+    (tenths of a second). Each is a sort of the rows it counts, the dearest part of `status()` after
+    the hand-off scan's. The delay's first pass counts the whole cohort (the leads it does not count
+    under NULL), which costs little and gives the cohort's size: `_cohort_counts` compares it with
+    its reps' counts to know whether leads of other owners need a scan of their own."""
     as_of = period.as_of
     cohort = [*_cohort(period), *scope.where(driven_by="routed_at")]
     speed = col(Lead.speed_to_lead_min)
-    speeds = _run(session,
-        sa.select(speed, sa.func.count()).where(*cohort, _touched(as_of), speed.is_not(None))
-        .group_by(speed).order_by(speed)
-    ).all()
-    # Grouped by the result column's name: the CASE written out again would carry its own bind
-    # parameter, which SQLite does not see as the same expression, and it would sort both columns.
-    delay = sa.case((col(Lead.card_posted_at) <= as_of, col(Lead.system_delay_s))).label("posted_delay")
-    by_delay: sa.ColumnClause[Any] = sa.literal_column("posted_delay")
-    delays = _run(session,
-        sa.select(delay, sa.func.count()).where(*cohort).group_by(by_delay).order_by(by_delay)
-    ).all()
-    return _Distributions(speed=[(float(value), int(n)) for value, n in speeds],
-                          delay=[(float(value), int(n)) for value, n in delays if value is not None],
-                          cohort=sum(int(n) for _, n in delays))
+    speeds, _ = _percentiles(session, speed, [*cohort, _touched(as_of), speed.is_not(None)], (0.5, 0.9))
+    delays, size = _percentiles(session, col(Lead.system_delay_s), cohort, (0.5, 0.95),
+                                counted=col(Lead.card_posted_at) <= as_of, per_unit=10)
+    return _Distributions(speed=speeds, delay=delays, cohort=size)

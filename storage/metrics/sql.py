@@ -103,25 +103,96 @@ def _run(session: Session, query: sa.Executable) -> Any:
     return session.connection().execute(query)
 
 
-def _percentiles(pairs: Sequence[tuple[float, int]], quantiles: Sequence[float]) -> list[float | None]:
-    """`sla.metrics.percentile(values, q)` for each q, where `values` is the multiset given as
-    ascending (value, count) pairs: the database counts each distinct value and only those pairs
-    come back, not every lead's value. Same arithmetic as `sla.metrics.percentile` (``h = (n - 1) *
-    q``, linear between the values ranked floor(h) and floor(h) + 1), so the result is identical."""
-    n = sum(count for _, count in pairs)
-    results: list[float | None] = []
+def _ranks(n: int, quantiles: Sequence[float]) -> list[tuple[int, int, float]]:
+    """For each q, the 0-based ranks of the two values `sla.metrics.percentile` interpolates between
+    among n sorted values (``h = (n - 1) * q``: floor(h) and floor(h) + 1) and h (n > 0)."""
+    ranks = []
     for q in quantiles:
         if not 0 <= q <= 1:
             raise ValueError(f"percentile q must be between 0 and 1, got {q!r}")
-        if n == 0:
-            results.append(None)
-            continue
         h = (n - 1) * q
         low = math.floor(h)
-        high = min(low + 1, n - 1)
-        x_low, x_high = _ranked(pairs, low), _ranked(pairs, high)
-        results.append(x_low + (h - low) * (x_high - x_low))
-    return results
+        ranks.append((low, min(low + 1, n - 1), h))
+    return ranks
+
+
+def _percentiles(session: Session, value: Any, where: Sequence[ColumnElement[bool]], quantiles: Sequence[float],
+                 *, counted: ColumnElement[bool] | None = None,
+                 per_unit: int = 1) -> tuple[list[float | None], int]:
+    """`sla.metrics.percentile(values, q)` for each q, where `values` is `value` over the rows of
+    `where` for which `counted` holds (all when None), NULLs left out; and how many rows `where`
+    has (counted or not), which callers use as a count they need anyway.
+
+    The database sorts the values, in two passes so that only a few rows come back whatever the
+    values are: first a count, minimum and maximum per bucket (``CAST(value * per_unit AS
+    BIGINT)``, non-decreasing in the value on SQLite and PostgreSQL, so the buckets are consecutive
+    ranges of values); a rank whose bucket holds one distinct value has its value; the buckets of
+    the others (values spread within a bucket: fractional minutes) come back as (value, count)
+    pairs in a second pass. Same arithmetic as `sla.metrics.percentile`, so the result is identical.
+    """
+    bucket = sa.cast(value * per_unit if per_unit != 1 else value, sa.BigInteger)
+    keyed = bucket if counted is None else sa.case((counted, bucket))
+    # Grouped and ordered by the result column's name: a CASE written out again would carry its own
+    # bind parameters, which SQLite does not see as the same expression (it would sort more columns).
+    name: sa.ColumnClause[Any] = sa.literal_column("bucket")
+    rows = _run(session,
+        sa.select(keyed.label("bucket"), sa.func.count(), sa.func.min(value), sa.func.max(value))
+        .where(*where).group_by(name).order_by(name)
+    ).all()
+    total = sum(int(row[1]) for row in rows)
+    buckets = [(row[0], int(row[1]), row[2], row[3]) for row in rows if row[0] is not None and row[2] is not None]
+    n = sum(count for _, count, _, _ in buckets)
+    if n == 0:
+        return [None for _ in _ranks(1, quantiles)], total
+    ranks = _ranks(n, quantiles)
+    found: dict[int, float] = {}
+    spread: dict[Any, list[int]] = {}          # bucket -> offsets of the ranks to find in it
+    for rank in sorted({r for low, high, _ in ranks for r in (low, high)}):
+        before = 0
+        for key, count, lo, hi in buckets:
+            if rank < before + count:
+                if lo == hi:
+                    found[rank] = float(lo)
+                else:
+                    spread.setdefault(key, []).append(rank - before)
+                break
+            before += count
+    if spread:
+        detail = _run(session,
+            sa.select(bucket, value, sa.func.count())
+            .where(*where, *([] if counted is None else [counted]), value.is_not(None),
+                   bucket.in_(list(spread)))
+            .group_by(value).order_by(value)
+        ).all()
+        pairs: dict[Any, list[tuple[float, int]]] = {}
+        for key, x, count in detail:
+            pairs.setdefault(key, []).append((float(x), int(count)))
+        sizes = {key: count for key, count, _, _ in buckets}
+        if any(sum(c for _, c in pairs.get(key, [])) != sizes[key] for key in spread):
+            # Rows changed between the two statements (PostgreSQL's READ COMMITTED): one pass.
+            return _percentiles_in_one_pass(session, value, [*where, *([] if counted is None else [counted])],
+                                            quantiles), total
+        before_of, before = {}, 0
+        for key, count, _, _ in buckets:
+            before_of[key] = before
+            before += count
+        for key, offsets in spread.items():
+            for offset in offsets:
+                found[before_of[key] + offset] = _ranked(pairs[key], offset)
+    return [found[low] + (h - low) * (found[high] - found[low]) for low, high, h in ranks], total
+
+
+def _percentiles_in_one_pass(session: Session, value: Any, where: Sequence[ColumnElement[bool]],
+                             quantiles: Sequence[float]) -> list[float | None]:
+    """`_percentiles` from every distinct value and its count, in one statement."""
+    pairs = [(float(x), int(count)) for x, count in _run(session,
+             sa.select(value, sa.func.count()).where(*where, value.is_not(None)).group_by(value).order_by(value)
+             ).all()]
+    n = sum(count for _, count in pairs)
+    if n == 0:
+        return [None for _ in quantiles]
+    return [_ranked(pairs, low) + (h - low) * (_ranked(pairs, high) - _ranked(pairs, low))
+            for low, high, h in _ranks(n, quantiles)]
 
 
 def _ranked(pairs: Sequence[tuple[float, int]], rank: int) -> float:

@@ -664,3 +664,23 @@ def test_every_query_is_driven_by_an_index(tmp_path: Path, agreement: Agreement)
             breaches = "UNION ALL" in sql and "is_open" in sql
             assert len(by_open) == (2 if breaches else 0), (sql, plan)
             assert len(by_closed) == (1 if breaches else 0), (sql, plan)
+
+
+def test_percentiles_of_fractional_values_are_exact(any_db: Database, agreement: Agreement) -> None:
+    """Real speeds (business minutes) and delays (seconds) are fractional: several distinct values
+    within one minute or one tenth of a second, which the database's first pass counts together.
+    The percentiles are still exactly `sla.metrics.percentile`'s."""
+    speeds = [10.12, 10.48, 10.93, 11.37, 11.81, 30.05, 30.55, 30.95]
+    delays = [2.01, 2.04, 2.07, 2.5, 2.52, 7.33, 7.36, 7.39]
+    with any_db.write() as session:
+        session.add_all(
+            lead(100 + i, source="webinar", owner="ana", routed=f"2026-11-{2 + i:02d}T15:00",
+                 sla_due=f"2026-11-{2 + i:02d}T17:00",
+                 **touched(f"2026-11-{2 + i:02d}T15:30", met=True, speed=speed, attempts=1),
+                 **posted(f"2026-11-{2 + i:02d}T15:00", delay))
+            for i, (speed, delay) in enumerate(zip(speeds, delays, strict=True)))
+    sales = status(any_db, agreement)["sales"]
+    assert sales["speed_to_lead_p50"] == 11.6 == round(percentile(speeds, 0.5) or 0, 1)   # h = 3.5
+    assert sales["speed_to_lead_p90"] == 30.7 == round(percentile(speeds, 0.9) or 0, 1)   # h = 6.3
+    assert sales["system_delay_p50_s"] == 2.5 == round(percentile(delays, 0.5) or 0, 1)   # 2.51
+    assert sales["system_delay_p95_s"] == 7.4 == round(percentile(delays, 0.95) or 0, 1)  # 7.3795
