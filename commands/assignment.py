@@ -11,7 +11,9 @@ from commands.context import Context
 from commands.notification import notify_person
 from sla.agreement import Team
 from sla.deadlines import LeadClock
+from sla.lead import LeadIn
 from sla.lifecycle import State
+from sla.qualification import route_team
 from sla.routing import RepLoad, choose_rep
 from storage.db import Session
 from storage.leads import add_event, iso, set_values
@@ -32,6 +34,18 @@ class Routing:
         self.cursors: dict[str, str | None] = {}
         #: Teams whose cursor moved but is not written yet (see `defer_cursors`).
         self.unsaved: set[str] | None = None
+        #: The team each handoff of the transaction routes to, by the handoff (see `team_of`).
+        self._routes: dict[int, tuple[LeadIn, str]] = {}
+
+    def team_of(self, lead_in: LeadIn) -> str:
+        """The key of the team the agreement's routing rules send this lead to, worked out once per
+        transaction (a batch asks before it reads the routing state, and again as it builds each lead)."""
+        known = self._routes.get(id(lead_in))
+        if known is not None and known[0] is lead_in:
+            return known[1]
+        key = route_team(self.ctx.agreement, lead_in)
+        self._routes[id(lead_in)] = (lead_in, key)
+        return key
 
     def forget(self) -> None:
         """After a rolled-back savepoint: read everything again."""

@@ -19,7 +19,7 @@ from sla.experiments import candidates as experiment_candidates
 from sla.experiments import tier_for as experiment_tier
 from sla.lead import LeadIn
 from sla.lifecycle import Refused, State
-from sla.qualification import Decision, qualify, route_team
+from sla.qualification import Decision, qualify
 from storage.db import IntegrityError, Session
 from storage.experiments import take_place
 from storage.leads import (
@@ -33,6 +33,7 @@ from storage.leads import (
     new_lead,
     set_values,
 )
+from storage.outbox import enqueue_batch
 from storage.receipts import record_receipt
 from storage.tables import Lead
 
@@ -115,7 +116,7 @@ def handoff_many(ctx: Context, handoffs: list[Handoff]) -> list[IntakeResult]:
         if len(handoffs) > 1:
             # The teams the batch may route to, their state read at once (a lead that turns out
             # not workable only makes one read more).
-            teams = {key: ctx.agreement.team(key) for key in {route_team(ctx.agreement, h.lead) for h in handoffs}}
+            teams = {key: ctx.agreement.team(key) for key in {routing.team_of(h.lead) for h in handoffs}}
             routing.prefetch([team for _, team in sorted(teams.items()) if team is not None])
         channels: dict[tuple[str, str], str | None] = {}
         stored_ids, stored_keys = known_identities(
@@ -165,7 +166,7 @@ def _new_leads(session: Session, ctx: Context, items: list[Handoff], now: dateti
             routing.save_cursors()
             for (lead, *_), lead_id in zip(built, insert_leads(session, leads=[b[0] for b in built]), strict=True):
                 set_values(lead, {"id": lead_id})
-            with event_batch(session):
+            with event_batch(session), enqueue_batch(session):
                 for item, (lead, decision, experiment, team, reason) in zip(items, built, strict=True):
                     _record(session, ctx, lead, item.actor, now, decision, experiment, team, reason, channels)
         return [IntakeResult(lead, duplicate=False) for lead, *_ in built]
@@ -283,7 +284,7 @@ def _build(session: Session, ctx: Context, lead_in: LeadIn, idempotency_key: str
         tier=experiment_tier(ctx.agreement, lead_in, decision.score) if experiment else decision.tier,
         state=State.ROUTED if to_sales else State.NURTURE, experiment=experiment.key if experiment else None,
     )
-    team = ctx.agreement.team(route_team(ctx.agreement, lead_in)) if to_sales else None
+    team = ctx.agreement.team(routing.team_of(lead_in)) if to_sales else None
     reason = ""
     if team is not None:
         # Route before the INSERT, so the lead is written once with its owner and deadlines.

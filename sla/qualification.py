@@ -28,8 +28,11 @@ class Decision:
 def _one_of(wanted: str | list[str] | None, actual: str | None) -> bool:
     if wanted is None:
         return True
-    options = [wanted] if isinstance(wanted, str) else wanted
-    return actual is not None and actual.lower() in {o.lower() for o in options}
+    if actual is None:
+        return False
+    if isinstance(wanted, str):
+        return actual.lower() == wanted.lower()
+    return actual.lower() in {o.lower() for o in wanted}
 
 
 def _same_key(wanted: str | list[str] | None, actual: str | None) -> bool:

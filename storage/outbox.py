@@ -3,7 +3,8 @@ settle them exactly once across workers."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -44,15 +45,51 @@ def _enqueue_statement(dialect: str) -> Any:
     return _ENQUEUE[dialect]
 
 
+#: Where `enqueue_batch` collects a session's effects until it writes them in one executemany.
+_BUFFER = "slabot.outbox_buffer"
+
+
 def enqueue(session: Session, *, dedupe_key: str, kind: str, platform: str, target: str,
             now: datetime, payload: dict[str, Any] | None = None, lead_id: int | None = None,
             not_before: datetime | None = None) -> bool:
-    """Queue one effect; False if an effect with this key was queued before (sent or not)."""
-    statement = _enqueue_statement(session.get_bind().dialect.name)
+    """Queue one effect; False if an effect with this key was queued before (sent or not). Inside
+    `enqueue_batch` the row waits for the batch's executemany, and the answer is True."""
     row = {"dedupe_key": dedupe_key, "kind": kind, "platform": platform, "target": target, "lead_id": lead_id,
            "payload": payload or {}, "status": "pending", "attempts": 0, "next_attempt_at": not_before or now,
            "created_at": now}
+    buffer: list[dict[str, Any]] | None = session.info.get(_BUFFER)
+    if buffer is not None:
+        buffer.append(row)
+        return True
+    statement = _enqueue_statement(session.get_bind().dialect.name)
     return session.execute(statement, row).first() is not None
+
+
+_OUTBOX_TABLE: sa.Table = OutboxMessage.__table__  # type: ignore[attr-defined]
+_ENQUEUE_MANY: dict[str, Any] = {}
+
+
+@contextmanager
+def enqueue_batch(session: Session) -> Iterator[None]:
+    """Collect the effects enqueued meanwhile and queue them in one executemany (INSERT ... ON
+    CONFLICT (dedupe_key) DO NOTHING, in the order they were enqueued) when the block ends without
+    an error: a batch of handoffs queues its cards in one statement, not one round trip each.
+    Nothing in the block may need to know whether an effect was new (`enqueue` answers True)."""
+    if session.info.get(_BUFFER) is not None:     # already batching: the outer block writes
+        yield
+        return
+    buffer: list[dict[str, Any]] = []
+    session.info[_BUFFER] = buffer
+    try:
+        yield
+    finally:
+        session.info.pop(_BUFFER, None)
+    if buffer:
+        dialect = session.get_bind().dialect.name
+        if dialect not in _ENQUEUE_MANY:
+            insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(_OUTBOX_TABLE)
+            _ENQUEUE_MANY[dialect] = insert.on_conflict_do_nothing(index_elements=["dedupe_key"])
+        session.connection().execute(_ENQUEUE_MANY[dialect], buffer)
 
 
 def _due(now: datetime) -> sa.ColumnElement[bool]:
