@@ -9,10 +9,10 @@ The rows are realistic enough for the metric queries to do their real work: abou
 (the rest nurture: a list purchase is never workable), a hot tier for a quarter of them, five reps
 in two teams (the example agreement's), 95% first touched (70% within minutes, the rest after up
 to five hours, so both met and missed deadlines), 1-6 attempts with a connect on a third, cards
-posted 1-5 s after routing; leads older than ten days are closed (opportunities, won, lost,
-disqualified with a reason, recycled), younger ones are open (routed, claimed, working,
-connected), and the untouched open ones past their deadline are open breaches. Nothing happens
-after END.
+posted 1-6 s after routing (speeds and delays fractional, as real ones are); leads older than ten
+days are closed (opportunities, won, lost, disqualified with a reason, recycled), younger ones are
+open (routed, claimed, working, connected), and the untouched open ones past their deadline are
+open breaches. Nothing happens after END.
 """
 
 from __future__ import annotations
@@ -66,6 +66,13 @@ def url(path: Path) -> str:
 def _ts(epoch: str) -> str:
     """An epoch-seconds SQL expression as SQLAlchemy stores instants on SQLite (naive UTC text)."""
     return f"strftime('%Y-%m-%d %H:%M:%f000', {epoch}, 'unixepoch')"
+
+
+#: Real speeds to lead (business minutes) and system delays (seconds) are fractional, nearly one
+#: distinct value per lead: so are these (a thousandth's steps), or the percentiles' sort would
+#: see a few hundred distinct values where real data has tens of thousands.
+FRACTION = "(i * 7919 % 1000) / 1000.0"
+DELAY = "(1 + q % 5 + (i * 7907 % 1000) / 1000.0)"
 
 
 def build(path: Path, total: int) -> None:
@@ -148,8 +155,8 @@ SELECT
   CASE WHEN ft IS NOT NULL THEN {_ts('ft')} WHEN w AND state = 'claimed' THEN {_ts('t + 120')} END,
   CASE WHEN ft IS NOT NULL THEN {_ts('ft')} END,
   CASE WHEN ft IS NOT NULL THEN speed <= {window} END,
-  CASE WHEN ft IS NOT NULL THEN speed END,
-  CASE WHEN w THEN {_ts('t + 1 + q % 5')} END, CASE WHEN w THEN 1 + q % 5 END,
+  CASE WHEN ft IS NOT NULL THEN speed - {FRACTION} END,
+  CASE WHEN w THEN {_ts(f't + {DELAY}')} END, CASE WHEN w THEN {DELAY} END,
   attempts, attempts - attempts / 3, attempts / 3, CASE WHEN ft IS NOT NULL AND q % 3 = 0 THEN 1 ELSE 0 END,
   CASE WHEN ft IS NOT NULL THEN {_ts(f'min(ft + (attempts - 1) * {DAY}, {end} - 1)')} END,
   CASE WHEN opn THEN {_ts(f'{end} + 3600 + r * 60')} END,
