@@ -21,8 +21,8 @@ see storage/tables.py) that hold every column these aggregations use, never from
 rows, so the cost follows the month's volume (the same with 100,000 and 1,000,000 leads). No
 rollup table: every number is still computed from the lead rows as of `as_of`. `status()` runs
 about fifteen statements; on SQLite with ~32,000 leads handed off month to date
-(`python -m benchmarks status`) it takes 54-61 ms of CPU (six runs on a shared two-core machine), of
-which (per statement, median):
+(`python -m benchmarks status`, whose speeds and delays are fractional like real ones) it takes
+61-68 ms of CPU (three runs on a shared two-core machine), of which (per statement, median):
 
 - ~17 ms the hand-off scan grouped by (source, offer) (`marketing._handoff_groups`: Marketing and
   the closed-loop segments): half of it SQLite sorting the month's rows for the grouping (SQLite
@@ -33,12 +33,12 @@ which (per statement, median):
   of other owners (none, or a rep the scope no longer lists) need a scan of the whole cohort, run
   only when the reps' counts fall short of the cohort's size, which the delay percentile's scan
   counts anyway;
-- ~15 ms the two percentiles (`sales._distributions`), each a sort of the cohort's values (speed
+- ~23 ms the two percentiles (`sales._distributions`), each a sort of the cohort's values (speed
   to lead over ~22,000 touched leads, system delay over ~27,000) into buckets (whole minutes,
-  tenths of a second) with their counts, minimum and maximum. Real values are fractional, nearly
-  one distinct value per lead: the buckets holding the ranks then hold several, and a second
-  pass reads just those (~4 ms each). Returning every distinct value instead, ~20,000 rows, made
-  status() twice as slow on such data. One grouping by both values (one scan less) sorted as
+  tenths of a second) with their counts, minimum and maximum (~7 ms each). Real values are
+  fractional, nearly one distinct value per lead: the buckets holding the ranks then hold
+  several, and a second pass reads just those (~4 ms each). Returning every distinct value
+  instead, ~20,000 rows, made status() twice as slow on such data. One grouping by both values (one scan less) sorted as
   slowly as the two: the sorting, not the scanning, is the cost. An index in value order cannot
   serve them: the month's rows are a range of `routed_at`, so a walk in value order with
   count/offset would read the whole history up to the rank;
