@@ -3,6 +3,7 @@ who a chat user is in the agreement."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -112,6 +113,13 @@ def identify(agreement: Agreement, *, platform: str, user_id: str, email: str | 
 def known_email(session: Session, *, platform: str, user_id: str) -> str | None:
     """The e-mail a platform's member lookup reported for this user, if we stored one."""
     return identity.known_email(session, platform=platform, user_id=user_id)
+
+
+def team_channels(session: Session, teams: Sequence[Team], platform: str) -> dict[tuple[str, str], str | None]:
+    """`team_channel` of several teams on a platform, by (team, platform), in one query."""
+    bound = bindings.bound_channels(session, teams=[team.key for team in teams], platform=platform)
+    return {(team.key, platform): bound.get(team.key) or (
+        f"#{team.key}" if platform not in CHAT_PLATFORMS else team.channel.on(platform)) for team in teams}
 
 
 def team_channel(session: Session, agreement: Agreement,  # noqa: ARG001 (the callers' signature)

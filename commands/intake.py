@@ -12,7 +12,7 @@ from typing import Any
 
 from commands.actions import save
 from commands.assignment import Routing, announce_owner, set_owner
-from commands.context import Context
+from commands.context import Context, team_channels
 from commands.notification import queue_card
 from sla.agreement import Experiment, Team
 from sla.experiments import candidates as experiment_candidates
@@ -166,6 +166,11 @@ def _new_leads(session: Session, ctx: Context, items: list[Handoff], now: dateti
             routing.save_cursors()
             for (lead, *_), lead_id in zip(built, insert_leads(session, leads=[b[0] for b in built]), strict=True):
                 set_values(lead, {"id": lead_id})
+            carded = {team.key: team for _, _, _, team, _ in built if team is not None}
+            for platform in ctx.platforms:
+                missing = [team for key, team in sorted(carded.items()) if (key, platform) not in channels]
+                if missing:
+                    channels.update(team_channels(session, missing, platform))
             with event_batch(session), enqueue_batch(session):
                 for item, (lead, decision, experiment, team, reason) in zip(items, built, strict=True):
                     _record(session, ctx, lead, item.actor, now, decision, experiment, team, reason, channels)

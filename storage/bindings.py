@@ -21,6 +21,14 @@ def bound_channel(session: Session, *, team: str, platform: str) -> str | None:
     return bound
 
 
+def bound_channels(session: Session, *, teams: Sequence[str], platform: str) -> dict[str, str]:
+    """The channels bound with `/sla link` to these teams on a platform, by team (one query: a
+    batch of handoffs looks up its teams' channels at once)."""
+    rows = session.execute(select(ChannelBinding.team, ChannelBinding.channel).where(
+        col(ChannelBinding.team).in_(sorted(set(teams))), col(ChannelBinding.platform) == platform))
+    return {str(team): str(channel) for team, channel in rows if channel}
+
+
 def bind_channel(session: Session, *, team: str, platform: str, channel: str, bound_by: str,
                  now: datetime) -> None:
     """Bind (or re-bind) a team's channel on a platform."""
