@@ -126,9 +126,4 @@ def team_channel(session: Session, agreement: Agreement,  # noqa: ARG001 (the ca
                  *, team: Team, platform: str) -> str | None:
     """Where a team's cards go: a channel bound with `/sla link`, else the agreement's channel; on a local
     platform (not one of the agreement's chat platforms) the team's key as "#TEAM"."""
-    bound = bindings.bound_channel(session, team=team.key, platform=platform)
-    if bound:
-        return bound
-    if platform not in CHAT_PLATFORMS:
-        return f"#{team.key}"
-    return team.channel.on(platform)
+    return team_channels(session, [team], platform)[(team.key, platform)]

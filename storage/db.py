@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
@@ -155,3 +155,21 @@ class Database:
         self.engine.dispose()
         if self.read_engine is not self.engine:
             self.read_engine.dispose()
+
+
+@contextmanager
+def deferred_rows(session: Session, key: str, write: Callable[[list[dict[str, Any]]], object]) -> Iterator[None]:
+    """Rows appended meanwhile to `session.info[key]` are written by one `write(rows)` when the block
+    ends without an error (nested blocks leave it to the outermost). What appends must check for
+    the list and write at once when there is none."""
+    if session.info.get(key) is not None:     # already batching: the outer block writes
+        yield
+        return
+    rows: list[dict[str, Any]] = []
+    session.info[key] = rows
+    try:
+        yield
+    finally:
+        session.info.pop(key, None)
+    if rows:
+        write(rows)

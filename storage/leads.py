@@ -16,7 +16,7 @@ from sqlalchemy.orm import instrumentation
 from sqlalchemy.orm.attributes import instance_state, set_committed_value
 from sqlmodel import Session, col, select
 
-from storage.db import affected
+from storage.db import affected, deferred_rows
 from storage.tables import Lead, LeadEvent, MessageRef, OutboxMessage
 
 _LEAD_TABLE: sa.Table = Lead.__table__  # type: ignore[attr-defined]
@@ -159,17 +159,8 @@ def event_batch(session: Session) -> Iterator[None]:
     """Collect the events appended meanwhile and write them in one executemany, in the order they
     were added (so each lead's log keeps its order), when the block ends without an error. Nothing
     in the block may read the events it adds."""
-    if session.info.get(_EVENT_BUFFER) is not None:     # already batching: the outer block writes
+    with deferred_rows(session, _EVENT_BUFFER, lambda rows: session.connection().execute(_INSERT_EVENT, rows)):
         yield
-        return
-    buffer: list[dict[str, Any]] = []
-    session.info[_EVENT_BUFFER] = buffer
-    try:
-        yield
-    finally:
-        session.info.pop(_EVENT_BUFFER, None)
-    if buffer:
-        session.connection().execute(_INSERT_EVENT, buffer)
 
 
 def find_duplicate(session: Session, *, external_id: str | None, idempotency_key: str | None) -> Lead | None:

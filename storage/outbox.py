@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
-from storage.db import affected
+from storage.db import affected, deferred_rows
 from storage.tables import MessageRef, OutboxLane, OutboxMessage
 
 #: How long a claim lasts unless renewed: a claimed row, and the lane (channel or person) it goes
@@ -75,21 +75,15 @@ def enqueue_batch(session: Session) -> Iterator[None]:
     CONFLICT (dedupe_key) DO NOTHING, in the order they were enqueued) when the block ends without
     an error: a batch of handoffs queues its cards in one statement, not one round trip each.
     Nothing in the block may need to know whether an effect was new (`enqueue` answers True)."""
-    if session.info.get(_BUFFER) is not None:     # already batching: the outer block writes
-        yield
-        return
-    buffer: list[dict[str, Any]] = []
-    session.info[_BUFFER] = buffer
-    try:
-        yield
-    finally:
-        session.info.pop(_BUFFER, None)
-    if buffer:
+    def write(rows: list[dict[str, Any]]) -> None:
         dialect = session.get_bind().dialect.name
         if dialect not in _ENQUEUE_MANY:
             insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(_OUTBOX_TABLE)
             _ENQUEUE_MANY[dialect] = insert.on_conflict_do_nothing(index_elements=["dedupe_key"])
-        session.connection().execute(_ENQUEUE_MANY[dialect], buffer)
+        session.connection().execute(_ENQUEUE_MANY[dialect], rows)
+
+    with deferred_rows(session, _BUFFER, write):
+        yield
 
 
 def _due(now: datetime) -> sa.ColumnElement[bool]:

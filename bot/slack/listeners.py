@@ -130,9 +130,8 @@ class SlackListeners:
         await ack()
         await next_()
 
-
-    async def on_lead_action(self, ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
-        await ack()
+    async def on_lead_action(self, body: dict[str, Any], client: AsyncWebClient) -> None:
+        """A card click, already acknowledged by `ack_at_once`."""
         action = (body.get("actions") or [{}])[0]
         raw = action.get("value") if action.get("type") == "button" else \
             (action.get("selected_option") or {}).get("value")

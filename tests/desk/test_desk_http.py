@@ -24,11 +24,15 @@ from tests.desk.helpers import AUTH, changes, csrf_of, figures, hand_off, previo
 Live = tuple[LiveServer, Services]
 
 
-def test_overview_numbers_equal_the_status_api(desk_live: Live) -> None:
-    server, services = desk_live
+def _two_leads(server: LiveServer) -> None:
     hand_off(server.url)
     hand_off(server.url, email="kim@initech.example", name="Kim Lee", company="Initech",
              external_id="hs-contact-2")
+
+
+def test_overview_numbers_equal_the_status_api(desk_live: Live) -> None:
+    server, services = desk_live
+    _two_leads(server)
     with httpx.Client(base_url=server.url) as client:
         sign_in(client, services, server.url, "sales_vp")
         for query in ("", "?period=last", "?as_of=2026-11-20"):
@@ -52,9 +56,7 @@ def test_overview_numbers_equal_the_status_api(desk_live: Live) -> None:
 
 def test_overview_shows_each_figures_change_from_the_previous_period(desk_live: Live) -> None:
     server, services = desk_live
-    hand_off(server.url)
-    hand_off(server.url, email="kim@initech.example", name="Kim Lee", company="Initech",
-             external_id="hs-contact-2")
+    _two_leads(server)
     with httpx.Client(base_url=server.url) as client:
         sign_in(client, services, server.url, "sales_vp")
         for query, against in (("", "Changes are against October 2026 as of Mon Oct 26, 15:18 EDT, when the "
