@@ -17,7 +17,7 @@ from sla.qualification import route_team
 from sla.routing import RepLoad, choose_rep
 from storage.db import Session
 from storage.leads import add_event, iso, set_values
-from storage.routing import last_rep, last_reps, rep_counts, save_cursor, save_cursors
+from storage.routing import last_reps, rep_counts, save_cursor, save_cursors
 from storage.tables import Lead
 
 __all__ = ["Routing", "announce_owner", "assign", "lead_clock", "refresh_next_check", "rep_loads", "set_owner"]
@@ -34,6 +34,8 @@ class Routing:
         self.cursors: dict[str, str | None] = {}
         #: Teams whose cursor moved but is not written yet (see `defer_cursors`).
         self.unsaved: set[str] | None = None
+        #: The teams the transaction may route to (see `expect`).
+        self.expected: list[Team] = []
         #: The team each handoff of the transaction routes to, by the handoff (see `team_of`).
         self._routes: dict[int, tuple[LeadIn, str]] = {}
 
@@ -47,6 +49,13 @@ class Routing:
         self._routes[id(lead_in)] = (lead_in, key)
         return key
 
+    def expect(self, teams: list[Team]) -> None:
+        """The teams a batch may route to: the first read of routing state locks all their cursors
+        at once, in team order (locking some now and others later could deadlock with another
+        process locking the same teams the other way round). The read itself waits until a lead
+        needs an owner, so the rows are held as briefly as possible."""
+        self.expected = teams
+
     def forget(self) -> None:
         """After a rolled-back savepoint: read everything again."""
         self.loads.clear()
@@ -57,7 +66,7 @@ class Routing:
     def prefetch(self, teams: list[Team]) -> None:
         """Read the cursors (locked, in team order) and rep loads of these teams in one go, not team
         by team as leads come to them: a batch's routing state costs a few queries, not a few per team."""
-        needed = {team.key: team for team in teams if team.key not in self.loads}
+        needed = {team.key: team for team in [*self.expected, *teams] if team.key not in self.loads}
         if not needed:
             return
         week_start, _ = self.ctx.calendar.week_bounds(self.now)
@@ -82,9 +91,7 @@ class Routing:
 
     def choose(self, team: Team, exclude: frozenset[str]) -> tuple[str | None, str]:
         if team.key not in self.loads:
-            with self.session.no_autoflush:
-                self.cursors[team.key] = last_rep(self.session, team=team.key, now=self.now, lock=True)
-                self.loads[team.key] = rep_loads(self.session, self.ctx, team, self.now)
+            self.prefetch([team])
         loads = self.loads[team.key]
         routing = self.ctx.agreement.routing
         choice = choose_rep(team=team, strategy=routing.strategy, loads=loads, last_rep=self.cursors[team.key],

@@ -114,10 +114,9 @@ def handoff_many(ctx: Context, handoffs: list[Handoff]) -> list[IntakeResult]:
     with ctx.db.write() as session:
         routing = Routing(session, ctx, now)
         if len(handoffs) > 1:
-            # The teams the batch may route to, their state read at once (a lead that turns out
-            # not workable only makes one read more).
+            # The teams the batch may route to (a lead that turns out not workable only makes one read more).
             teams = {key: ctx.agreement.team(key) for key in {routing.team_of(h.lead) for h in handoffs}}
-            routing.prefetch([team for _, team in sorted(teams.items()) if team is not None])
+            routing.expect([team for _, team in sorted(teams.items()) if team is not None])
         channels: dict[tuple[str, str], str | None] = {}
         stored_ids, stored_keys = known_identities(
             session, external_ids=[h.lead.external_id for h in handoffs if h.lead.external_id],
@@ -161,18 +160,23 @@ def _new_leads(session: Session, ctx: Context, items: list[Handoff], now: dateti
         return []
     try:
         with session.begin_nested():
-            routing.defer_cursors()
             built = [_build(session, ctx, item.lead, item.idempotency_key, now, routing) for item in items]
-            routing.save_cursors()
-            for (lead, *_), lead_id in zip(built, insert_leads(session, leads=[b[0] for b in built]), strict=True):
-                set_values(lead, {"id": lead_id})
-            carded = {team.key: team for _, _, _, team, _ in built if team is not None}
+            carded = {team.key: team for _, _, _, team in built if team is not None}
             for platform in ctx.platforms:
                 missing = [team for key, team in sorted(carded.items()) if (key, platform) not in channels]
                 if missing:
                     channels.update(team_channels(session, missing, platform))
+            # Each team's routing cursor is a row every writer routing to that team locks until it
+            # commits (on PostgreSQL; SQLite has one writer anyway): taken only now, after all the
+            # work that needs no owner, so web processes sharing a database wait on each other least.
+            routing.prefetch([team for _, team in sorted(carded.items())])
+            routing.defer_cursors()
+            reasons = [_route(session, ctx, lead, team, now, routing) for lead, _, _, team in built]
+            routing.save_cursors()
+            for (lead, *_), lead_id in zip(built, insert_leads(session, leads=[b[0] for b in built]), strict=True):
+                set_values(lead, {"id": lead_id})
             with event_batch(session), enqueue_batch(session):
-                for item, (lead, decision, experiment, team, reason) in zip(items, built, strict=True):
+                for item, (lead, decision, experiment, team), reason in zip(items, built, reasons, strict=True):
                     _record(session, ctx, lead, item.actor, now, decision, experiment, team, reason, channels)
         return [IntakeResult(lead, duplicate=False) for lead, *_ in built]
     except IntegrityError:
@@ -262,7 +266,8 @@ def _update_facts(session: Session, ctx: Context, lead: Lead, lead_in: LeadIn, b
 
 def _new_lead(session: Session, ctx: Context, lead_in: LeadIn, idempotency_key: str | None,
               now: datetime, actor: str, routing: Routing, channels: dict[tuple[str, str], str | None]) -> Lead:
-    lead, decision, experiment, team, reason = _build(session, ctx, lead_in, idempotency_key, now, routing)
+    lead, decision, experiment, team = _build(session, ctx, lead_in, idempotency_key, now, routing)
+    reason = _route(session, ctx, lead, team, now, routing)
     # Intake is the hot path (hundreds a second): one Core INSERT (storage.leads.insert_lead).
     set_values(lead, {"id": insert_lead(session, lead=lead)})
     _record(session, ctx, lead, actor, now, decision, experiment, team, reason, channels)
@@ -270,9 +275,9 @@ def _new_lead(session: Session, ctx: Context, lead_in: LeadIn, idempotency_key: 
 
 
 def _build(session: Session, ctx: Context, lead_in: LeadIn, idempotency_key: str | None, now: datetime,
-           routing: Routing) -> tuple[Lead, Decision, Experiment | None, Team | None, str]:
-    """The new lead, qualified and routed (not written yet): (lead, decision, experiment, team, why
-    this owner)."""
+           routing: Routing) -> tuple[Lead, Decision, Experiment | None, Team | None]:
+    """The new lead, qualified, not yet routed nor written: (lead, decision, experiment, the team it
+    goes to or None for nurture)."""
     decision = qualify(ctx.agreement, lead_in)
     experiment = _experiment(session, ctx, lead_in, decision, now)
     to_sales = decision.workable or experiment is not None
@@ -290,13 +295,17 @@ def _build(session: Session, ctx: Context, lead_in: LeadIn, idempotency_key: str
         state=State.ROUTED if to_sales else State.NURTURE, experiment=experiment.key if experiment else None,
     )
     team = ctx.agreement.team(routing.team_of(lead_in)) if to_sales else None
-    reason = ""
-    if team is not None:
-        # Route before the INSERT, so the lead is written once with its owner and deadlines.
-        set_values(lead, {"team": team.key, "routed_at": now})
-        reason = set_owner(session, ctx, lead, team, now, exclude=frozenset(), actor="system", routing=routing)
-        set_values(lead, {"sla_due": lead.first_touch_due})
-    return lead, decision, experiment, team, reason
+    return lead, decision, experiment, team
+
+
+def _route(session: Session, ctx: Context, lead: Lead, team: Team | None, now: datetime, routing: Routing) -> str:
+    """Give a built lead its owner and deadlines before its INSERT (so it is written once): why this owner."""
+    if team is None:
+        return ""
+    set_values(lead, {"team": team.key, "routed_at": now})
+    reason = set_owner(session, ctx, lead, team, now, exclude=frozenset(), actor="system", routing=routing)
+    set_values(lead, {"sla_due": lead.first_touch_due})
+    return reason
 
 
 def _record(session: Session, ctx: Context, lead: Lead, actor: str, now: datetime, decision: Decision,
