@@ -12,15 +12,17 @@ import os
 import socket
 import sys
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 from pydantic import ValidationError
 
 from sla.agreement import AgreementError, load_agreement
+
+T = TypeVar("T")
 
 #: Largest CSV field `slabot import` reads (Python's csv default): a bigger one is not a lead.
 CSV_FIELD_LIMIT = 128 * 1024
@@ -276,6 +278,16 @@ def check(agreement: str | None) -> None:
                f"version {parsed.version}")
 
 
+async def _closing(services: Any, work: Awaitable[T]) -> T:
+    """`work`, then the transports' kept-alive connections closed (a one-shot command's loop ends here)."""
+    from bot.worker.delivery import close_transports
+
+    try:
+        return await work
+    finally:
+        await close_transports(services.transports.values())
+
+
 @main.command()
 @click.option("--now", "now_text", metavar="ISO8601", help="Run as of this instant (default: now).")
 def tick(now_text: str | None) -> None:
@@ -286,7 +298,7 @@ def tick(now_text: str | None) -> None:
     now = _instant(now_text)
     services = _services(now=now)
     build_transports(services)
-    report = asyncio.run(run_tick(services, now=now))
+    report = asyncio.run(_closing(services, run_tick(services, now=now)))
     for line in report.lines():
         click.echo(line)
 
@@ -320,7 +332,7 @@ def digest(now_text: str | None, send: bool) -> None:
             raise Refusal("no chat platform is configured, so nothing was sent or recorded: set SLACK_BOT_TOKEN "
                           "and SLACK_SIGNING_SECRET, or TEAMS_APP_ID and TEAMS_APP_PASSWORD")
         build_transports(services)
-        queued = asyncio.run(send_digests_now(services, now=services.ctx.now()))
+        queued = asyncio.run(_closing(services, send_digests_now(services, now=services.ctx.now())))
         click.echo(f"\nsent to {len(queued)} recipient(s)" if queued else "\nalready sent today")
 
 

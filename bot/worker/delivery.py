@@ -20,7 +20,7 @@ import math
 import random
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -148,6 +148,18 @@ class _Lane:
     ready_at: float = 0.0
 
 
+async def close_transports(transports: Iterable[Transport]) -> None:
+    """Close what a transport keeps open between sends (Slack's kept-alive connections): a stopping
+    worker, or a one-shot command (`slabot tick`, `digest --send`) when it is done."""
+    for transport in transports:
+        close = getattr(transport, "aclose", None)
+        if close is not None:
+            try:
+                await close()
+            except Exception:
+                log.exception("could not close the %s transport's connections", transport.platform)
+
+
 class OutboxWorker:
     """Delivers the outbox: one lane per channel or person, one pacer per lane in this process.
 
@@ -235,6 +247,7 @@ class OutboxWorker:
             log.exception("could not give back the outbox lanes; they lapse after the lease")
         if self._heartbeat is not None:
             self._heartbeat.cancel()
+        await close_transports(self.transports.values())
         log.info("outbox worker %s stopped: %s claimed row(s) given back", self.worker_id, released)
         return released
 

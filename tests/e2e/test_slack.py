@@ -502,6 +502,23 @@ async def test_dropped_connection_on_an_update_is_retried_inline(slack_manual: S
     assert current(fake, MID, card.ts).edits == 1
 
 
+async def test_worker_reuses_one_connection_and_closes_it_when_it_stops(slack_manual: Slack) -> None:
+    """Against slack.com every new connection is a TLS handshake: the cards of a burst go over the
+    same kept-alive connection, and a stopping worker closes it."""
+    slack, fake = slack_manual, slack_manual.fake
+    transport = slack.services.transports["slack"]
+    assert isinstance(transport, SlackTransport)
+    transport.post_interval = 0.05
+    for n in range(4):
+        await slack.handoff(external_id=f"keepalive-{n}")
+    worker = slack.services.make_worker()
+    report = await worker.deliver_due()
+    assert report.sent == 4 and len(fake.posts()) == 4
+    assert fake.connections == (1, 1)
+    await worker.stop()
+    await eventually(lambda: fake.connections == (1, 0))
+
+
 class Killed(BaseException):
     """The process dies: nothing after this line runs, no error handler either."""
 

@@ -127,6 +127,7 @@ class _QuietThreadingServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], owner: BackgroundHTTPServer) -> None:
         self.owner = owner
         self.open_connections: set[socket.socket] = set()
+        self.connections_opened = 0
         self.connections_lock = threading.Lock()
         super().__init__(address, _Handler)
 
@@ -151,6 +152,7 @@ class _Handler(BaseHTTPRequestHandler):
         super().setup()
         with self.server.connections_lock:
             self.server.open_connections.add(self.connection)
+            self.server.connections_opened += 1
 
     def finish(self) -> None:
         with self.server.connections_lock:
@@ -249,6 +251,15 @@ class BackgroundHTTPServer:
         self._thread: threading.Thread | None = None
         self._errors_lock = threading.Lock()
         self._server_errors: list[str] = []
+
+    @property
+    def connections(self) -> tuple[int, int]:
+        """(TCP connections accepted so far, connections open now)."""
+        httpd = self._httpd
+        if httpd is None:
+            return 0, 0
+        with httpd.connections_lock:
+            return httpd.connections_opened, len(httpd.open_connections)
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> Self:
