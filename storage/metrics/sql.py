@@ -128,9 +128,13 @@ def _percentiles(session: Session, value: Any, where: Sequence[ColumnElement[boo
     BIGINT)``, non-decreasing in the value on SQLite and PostgreSQL, so the buckets are consecutive
     ranges of values); a rank whose bucket holds one distinct value has its value; the buckets of
     the others (values spread within a bucket: fractional minutes) come back as (value, count)
-    pairs in a second pass. Same arithmetic as `sla.metrics.percentile`, so the result is identical.
+    pairs in a second pass, which reads just those buckets' rows through a partial index on the
+    bucket expression when there is one (`ix_lead_speed_bucket`, `ix_lead_delay_bucket`). Same
+    arithmetic as `sla.metrics.percentile`, so the result is identical.
     """
-    bucket = sa.cast(value * per_unit if per_unit != 1 else value, sa.BigInteger)
+    # `per_unit` written into the SQL, not bound: the second pass's bucket test must be the very
+    # expression of its partial index (storage.tables.SPEED_BUCKET, DELAY_BUCKET) for it to be used.
+    bucket = sa.cast(value * sa.literal_column(str(int(per_unit))) if per_unit != 1 else value, sa.BigInteger)
     keyed = bucket if counted is None else sa.case((counted, bucket))
     # Grouped and ordered by the result column's name: a CASE written out again would carry its own
     # bind parameters, which SQLite does not see as the same expression (it would sort more columns).

@@ -666,21 +666,56 @@ def test_every_query_is_driven_by_an_index(tmp_path: Path, agreement: Agreement)
             assert len(by_closed) == (1 if breaches else 0), (sql, plan)
 
 
-def test_percentiles_of_fractional_values_are_exact(any_db: Database, agreement: Agreement) -> None:
-    """Real speeds (business minutes) and delays (seconds) are fractional: several distinct values
-    within one minute or one tenth of a second, which the database's first pass counts together.
-    The percentiles are still exactly `sla.metrics.percentile`'s."""
-    speeds = [10.12, 10.48, 10.93, 11.37, 11.81, 30.05, 30.55, 30.95]
-    delays = [2.01, 2.04, 2.07, 2.5, 2.52, 7.33, 7.36, 7.39]
-    with any_db.write() as session:
+FRACTIONAL_SPEEDS = [10.12, 10.48, 10.93, 11.37, 11.81, 30.05, 30.55, 30.95]
+FRACTIONAL_DELAYS = [2.01, 2.04, 2.07, 2.5, 2.52, 7.33, 7.36, 7.39]
+
+
+def add_fractional_cohort(db: Database) -> None:
+    """Eight touched leads whose speeds and delays share buckets (whole minutes, tenths of a second)."""
+    with db.write() as session:
         session.add_all(
             lead(100 + i, source="webinar", owner="ana", routed=f"2026-11-{2 + i:02d}T15:00",
                  sla_due=f"2026-11-{2 + i:02d}T17:00",
                  **touched(f"2026-11-{2 + i:02d}T15:30", met=True, speed=speed, attempts=1),
                  **posted(f"2026-11-{2 + i:02d}T15:00", delay))
-            for i, (speed, delay) in enumerate(zip(speeds, delays, strict=True)))
+            for i, (speed, delay) in enumerate(zip(FRACTIONAL_SPEEDS, FRACTIONAL_DELAYS, strict=True)))
+
+
+def test_percentiles_of_fractional_values_are_exact(any_db: Database, agreement: Agreement) -> None:
+    """Real speeds (business minutes) and delays (seconds) are fractional: several distinct values
+    within one minute or one tenth of a second, which the database's first pass counts together.
+    The percentiles are still exactly `sla.metrics.percentile`'s."""
+    speeds, delays = FRACTIONAL_SPEEDS, FRACTIONAL_DELAYS
+    add_fractional_cohort(any_db)
     sales = status(any_db, agreement)["sales"]
     assert sales["speed_to_lead_p50"] == 11.6 == round(percentile(speeds, 0.5) or 0, 1)   # h = 3.5
     assert sales["speed_to_lead_p90"] == 30.7 == round(percentile(speeds, 0.9) or 0, 1)   # h = 6.3
     assert sales["system_delay_p50_s"] == 2.5 == round(percentile(delays, 0.5) or 0, 1)   # 2.51
     assert sales["system_delay_p95_s"] == 7.4 == round(percentile(delays, 0.95) or 0, 1)  # 7.3795
+
+
+def test_percentiles_second_pass_reads_only_the_rank_buckets(tmp_path: Path, agreement: Agreement) -> None:
+    """The second pass of each percentile (the values of the buckets holding the ranks) finds its
+    rows by bucket and routing instant through its partial index, so it reads a few rows, not the
+    month's cohort again: its bucket test must be the index's very expression (no bound multiplier)."""
+    db = Database(f"sqlite:///{tmp_path / 'buckets.db'}")
+    db.upgrade()
+    add_fractional_cohort(db)
+    statements: list[tuple[str, Any]] = []
+
+    @event.listens_for(db.read_engine, "before_cursor_execute")
+    def _record(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
+        statements.append((statement, params))
+
+    status(db, agreement)
+    db.dispose()
+    second = {column: [(sql, params) for sql, params in statements if f"GROUP BY lead.{column} " in sql]
+              for column in ("speed_to_lead_min", "system_delay_s")}
+    with sqlite3.connect(tmp_path / "buckets.db") as connection:
+        for column, index in (("speed_to_lead_min", "ix_lead_speed_bucket"),
+                              ("system_delay_s", "ix_lead_delay_bucket")):
+            assert len(second[column]) == 1, statements
+            sql, params = second[column][0]
+            plan = [row[3] for row in connection.execute("EXPLAIN QUERY PLAN " + sql, params)]
+            on_lead = [step for step in plan if " lead " in f"{step} "]
+            assert on_lead == [f"SEARCH lead USING INDEX {index} (<expr>=? AND routed_at>? AND routed_at<?)"], plan
