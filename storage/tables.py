@@ -71,6 +71,9 @@ CLOSED_WHERE = "closed_at IS NOT NULL"
 #: the same expression (migration 0011): a few hundred rows, not a scan of the month's cohort.
 SPEED_BUCKET = "CAST(speed_to_lead_min AS BIGINT)"
 DELAY_BUCKET = "CAST(system_delay_s * 10 AS BIGINT)"
+#: Their conditions: only leads with a value are in them, so a hand-off never writes to them.
+SPEED_WHERE = "speed_to_lead_min IS NOT NULL"
+DELAY_WHERE = "system_delay_s IS NOT NULL"
 
 
 class Lead(SQLModel, table=True):
@@ -97,12 +100,10 @@ class Lead(SQLModel, table=True):
         sa.Index("ix_lead_sla_due", "sla_due"),
         sa.Index("ix_lead_closed_at", *CLOSED_METRICS, sqlite_where=sa.text(CLOSED_WHERE),
                  postgresql_where=sa.text(CLOSED_WHERE)),
-        sa.Index("ix_lead_speed_bucket", sa.text(SPEED_BUCKET), "routed_at",
-                 sqlite_where=sa.text("speed_to_lead_min IS NOT NULL"),
-                 postgresql_where=sa.text("speed_to_lead_min IS NOT NULL")),
-        sa.Index("ix_lead_delay_bucket", sa.text(DELAY_BUCKET), "routed_at",
-                 sqlite_where=sa.text("system_delay_s IS NOT NULL"),
-                 postgresql_where=sa.text("system_delay_s IS NOT NULL")),
+        sa.Index("ix_lead_speed_bucket", sa.text(SPEED_BUCKET), "routed_at", sqlite_where=sa.text(SPEED_WHERE),
+                 postgresql_where=sa.text(SPEED_WHERE)),
+        sa.Index("ix_lead_delay_bucket", sa.text(DELAY_BUCKET), "routed_at", sqlite_where=sa.text(DELAY_WHERE),
+                 postgresql_where=sa.text(DELAY_WHERE)),
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -33,17 +33,18 @@ about fifteen statements; on SQLite with ~32,000 leads handed off month to date
   of other owners (none, or a rep the scope no longer lists) need a scan of the whole cohort, run
   only when the reps' counts fall short of the cohort's size, which the delay percentile's scan
   counts anyway;
-- ~23 ms the two percentiles (`sales._distributions`), each a sort of the cohort's values (speed
-  to lead over ~22,000 touched leads, system delay over ~27,000) into buckets (whole minutes,
-  tenths of a second) with their counts, minimum and maximum (~7 ms each). Real values are
-  fractional, nearly one distinct value per lead: the buckets holding the ranks then hold
-  several, and a second pass reads just those buckets' rows through partial indexes on the
-  bucket expressions (`ix_lead_speed_bucket`, `ix_lead_delay_bucket`, migration 0011): about a
-  millisecond each, where a second scan of the cohort took ~4-7 (status() ~10% less CPU). Returning every distinct value
-  instead, ~20,000 rows, made status() twice as slow on such data. One grouping by both values (one scan less) sorted as
-  slowly as the two: the sorting, not the scanning, is the cost. An index in value order cannot
-  serve them: the month's rows are a range of `routed_at`, so a walk in value order with
-  count/offset would read the whole history up to the rank;
+- ~16 ms the two percentiles (`sales._distributions`; ~23 before migration 0011), each a sort
+  of the cohort's values (speed to lead over ~22,000 touched leads, system delay over ~27,000)
+  into buckets (whole minutes, tenths of a second) with their counts, minimum and maximum (~7 ms
+  each). Real values are fractional, nearly one distinct value per lead: the buckets holding the
+  ranks then hold several, and a second pass reads just those buckets' rows through partial
+  indexes on the bucket expressions (`ix_lead_speed_bucket`, `ix_lead_delay_bucket`, migration
+  0011): about a millisecond each, where a second scan of the cohort took ~4-7 (status() ~10%
+  less CPU). Returning every distinct value instead, ~20,000 rows, made status() twice as slow on
+  such data. One grouping by both values (one scan less) sorted as slowly as the two: the
+  sorting, not the scanning, is the cost. An index in value order cannot serve them: the month's
+  rows are a range of `routed_at`, so a walk in value order with count/offset would read the
+  whole history up to the rank;
 - ~5 ms the rest: the rejected leads through the partial index `ix_lead_rejected_metrics` (only
   leads with a disqualification reason are in it), open breaches, yesterday, capacity, the
   first-touch pipeline; and ~10 ms Python: ~5 building the statements and the model, ~5
